@@ -1,0 +1,1 @@
+"""Analyzers: bytecode fingerprints and, later, transaction heuristics."""
