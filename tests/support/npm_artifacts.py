@@ -68,6 +68,13 @@ SUSHI_PAIR_SOURCE = "contracts/uniswapv2/UniswapV2Pair.sol"
 SUSHI_PAIR_CONTRACT = "UniswapV2Pair"
 SUSHI_SETTINGS: dict[str, Any] = {"optimizer": {"enabled": True, "runs": 200}, "evmVersion": "istanbul"}
 
+_NPM_ENV_DEFAULTS = {
+    "npm_config_fetch_retries": "1",
+    "npm_config_fetch_retry_mintimeout": "2000",
+    "npm_config_fetch_retry_maxtimeout": "10000",
+    "npm_config_fetch_timeout": "60000",
+}
+_NPM_ENV_FORCED = {"npm_config_update_notifier": "false", "npm_config_fund": "false", "npm_config_audit": "false"}
 NPM_TIMEOUT_S = 300
 COMPILE_TIMEOUT_S = 300
 MAX_UNPACKED_BYTES = 256 * 1024 * 1024
@@ -120,27 +127,7 @@ def npm_pack(spec: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     npm = _require_tool("npm")
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".pack-") as work:
-        workdir = Path(work)
-        proc = _run(
-            [npm, "pack", f"{name}@{version}", "--pack-destination", str(workdir), "--json",
-             "--ignore-scripts", "--prefer-offline"],
-            cwd=repo_root(),
-            timeout=NPM_TIMEOUT_S,
-            what=f"npm pack {name}@{version}",
-        )
-        info = _pack_info(proc, f"{name}@{version}")
-        tarball = workdir / info.get("filename", "")
-        if not tarball.is_file():
-            found = sorted(workdir.glob("*.tgz"))
-            if len(found) != 1:
-                raise ArtifactError(f"npm pack {name}@{version} left no single tarball in {workdir}")
-            tarball = found[0]
-        unpacked = workdir / "unpacked"
-        safe_extract(tarball, unpacked)
-        if not (unpacked / "package.json").is_file():
-            raise ArtifactError(f"{tarball.name} has no package.json at its top level")
-        provenance = {"spec": f"{name}@{version}", "integrity": info.get("integrity"), "shasum": info.get("shasum")}
-        (unpacked / ".kamiyo-npm.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        unpacked = _download(npm, f"{name}@{version}", Path(work))
         try:
             # A rename is atomic, so a reader never sees half a package; a concurrent winner is kept.
             os.rename(unpacked, dest)
@@ -148,6 +135,46 @@ def npm_pack(spec: str) -> Path:
             if not (dest / "package.json").is_file():
                 raise ArtifactError(f"cannot move {spec} into {dest} (remove that folder): {exc}") from exc
     return dest
+
+
+def _download(npm: str, spec: str, workdir: Path) -> Path:
+    """`npm pack` one exact spec into `workdir` and unpack it there; return the unpacked folder."""
+    registry = _registry_key()
+    if registry in _unreachable:
+        raise ArtifactUnavailable(f"{spec} not fetched: {_unreachable[registry]}")
+    try:
+        proc = _run(
+            [npm, "pack", spec, "--pack-destination", str(workdir), "--json", "--ignore-scripts", "--prefer-offline"],
+            cwd=repo_root(),
+            timeout=NPM_TIMEOUT_S,
+            what=f"npm pack {spec}",
+        )
+        info = _pack_info(proc, spec)
+    except ArtifactUnavailable as exc:
+        # Remember it, so the next package does not wait out the same network failure again.
+        _unreachable[registry] = str(exc)
+        raise
+    tarball = workdir / str(info.get("filename", ""))
+    if not tarball.is_file():
+        found = sorted(workdir.glob("*.tgz"))
+        if len(found) != 1:
+            raise ArtifactError(f"npm pack {spec} left no single tarball in {workdir}")
+        tarball = found[0]
+    unpacked = workdir / "unpacked"
+    safe_extract(tarball, unpacked)
+    if not (unpacked / "package.json").is_file():
+        raise ArtifactError(f"{tarball.name} has no package.json at its top level")
+    provenance = {"spec": spec, "integrity": info.get("integrity"), "shasum": info.get("shasum")}
+    (unpacked / ".kamiyo-npm.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    return unpacked
+
+
+# Registry failures seen in this process, keyed by the npm settings in force (tests may point elsewhere).
+_unreachable: dict[tuple[tuple[str, str], ...], str] = {}
+
+
+def _registry_key() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k.lower(), v) for k, v in os.environ.items() if k.lower().startswith("npm_config_")))
 
 
 def _parse_spec(spec: str) -> tuple[str, str]:
@@ -176,7 +203,7 @@ def _pack_info(proc: subprocess.CompletedProcess[str], spec: str) -> dict[str, A
         if code in _NPM_REQUEST_ERRORS:
             raise ArtifactError(reason)
         raise ArtifactUnavailable(reason)
-    if proc.returncode != 0 or not isinstance(payload, list) or not payload:
+    if proc.returncode != 0 or not isinstance(payload, list) or not payload or not isinstance(payload[0], dict):
         raise ArtifactUnavailable(f"npm pack {spec} failed (exit {proc.returncode}): {_tail(proc.stderr)}")
     return payload[0]
 
@@ -466,12 +493,12 @@ def _require_tool(tool: str) -> str:
 def _run(
     argv: list[str], *, cwd: Path, timeout: float, what: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "npm_config_update_notifier": "false",
-        "npm_config_fund": "false",
-        "npm_config_audit": "false",
-    }
+    # npm's own defaults wait about 70 s per package for a refused connection and 5 min for a silent one;
+    # fail sooner unless the caller configured these. Lower-case names: npm reads both spellings.
+    given = {key.lower() for key in os.environ}
+    env = {key: value for key, value in _NPM_ENV_DEFAULTS.items() if key not in given}
+    env.update(os.environ)
+    env.update(_NPM_ENV_FORCED)
     try:
         return subprocess.run(
             argv, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=timeout, check=False

@@ -108,7 +108,7 @@ def build_families(
         cls.members.append(contract_id)
 
     profiles = [
-        ClassProfile(c.skeleton_hash, c.analysis.sketch, frozenset(c.analysis.selectors), frozenset(c.analysis.event_topics))
+        ClassProfile.of(c.skeleton_hash, c.analysis.sketch, c.analysis.selectors, c.analysis.event_topics)
         for c in classes.values()
         if c.analysis.is_similarity_material
     ]

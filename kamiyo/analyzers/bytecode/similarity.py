@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .interface import STANDARD_FEATURES
-from .sketch import estimate_jaccard
 
 CLONE_JACCARD = 0.80  # near-identical code: the same source, small edits or other constants
 FORK_SCORE = 0.50  # combined score at which two classes are called one lineage
 MIN_FORK_JACCARD = 0.12  # recompiled code still shares compiler idioms; unrelated code of one interface less
-DISTINCTIVE_FOR_FULL_CONFIDENCE = 4  # distinctive shared features before an interface match counts in full
+DISTINCTIVE_FOR_FULL_CONFIDENCE = 4  # distinctive shared features (in rare-feature units) for full confidence
 PRIOR_CLASSES = 1000  # pseudo-classes in which no feature appears: unseen features are presumed rare
 SIBLING_MAX_INTERFACE = 0.25  # both sides have their own distinctive interface yet share little of it
 
@@ -35,32 +34,76 @@ class ClassProfile:
     sketch: np.ndarray
     selectors: frozenset[str]
     topics: frozenset[str]
+    features: frozenset[str] = frozenset()
+    distinctive: int = 0  # features outside the standard interfaces
 
-    @property
-    def features(self) -> frozenset[str]:
-        return self.selectors | self.topics
+    @classmethod
+    def of(cls, key: str, sketch: np.ndarray, selectors, topics) -> ClassProfile:
+        sels, tops = frozenset(selectors), frozenset(topics)
+        features = sels | tops
+        return cls(key, sketch, sels, tops, features, len(features - STANDARD_FEATURES))
 
 
-@dataclass(slots=True)
+class _Weights(dict):
+    """feature -> idf weight, computed on first use (so sums over sets run at C speed via map)."""
+
+    def __init__(self, freq: FeatureFrequency) -> None:
+        super().__init__()
+        self.freq = freq
+
+    def __missing__(self, feature: str) -> float:
+        freq = self.freq
+        total = freq.classes + PRIOR_CLASSES
+        df = freq.counts.get(feature, 0)
+        if feature in STANDARD_FEATURES:
+            df = max(df, total / 2)
+        w = self[feature] = math.log((total + 1) / (df + 1))
+        return w
+
+
 class FeatureFrequency:
-    """Document frequency of interface features over indexed classes (not members: clones must not count twice)."""
+    """Document frequency of interface features over indexed classes (not members: clones must not count twice).
 
-    classes: int = 0
-    counts: Counter = field(default_factory=Counter)
+    Weights are cached and refreshed once the index has grown by 1%: idf moves by less than that meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.classes = 0
+        self.counts: Counter[str] = Counter()
+        self._weights = _Weights(self)
+        self._weights_at = 0
+        self._totals: dict[str, tuple[int, float]] = {}
 
     def add(self, features: frozenset[str]) -> None:
         self.classes += 1
         self.counts.update(features)
 
+    def weights(self) -> _Weights:
+        if self.classes > self._weights_at * 1.01 + 1:
+            self._weights = _Weights(self)
+            self._weights_at = self.classes
+        return self._weights
+
     def weight(self, feature: str) -> float:
-        total = self.classes + PRIOR_CLASSES
-        df = self.counts.get(feature, 0)
-        if feature in STANDARD_FEATURES:
-            df = max(df, total / 2)
-        return math.log((total + 1) / (df + 1))
+        return self.weights()[feature]
+
+    def sum(self, features) -> float:
+        return sum(map(self.weights().__getitem__, features))
 
     def rare_weight(self) -> float:
-        return math.log(self.classes + PRIOR_CLASSES + 1) - math.log(2)
+        return math.log((self.classes + PRIOR_CLASSES + 1) / 2)
+
+    def total(self, profile: ClassProfile) -> float:
+        generation = self._weights_at
+        cached = self._totals.get(profile.key)
+        if cached is None or cached[0] != generation:
+            cached = self._totals[profile.key] = (generation, self.sum(profile.features))
+        return cached[1]
+
+    def similarity(self, a: frozenset[str], b: frozenset[str]) -> float:
+        """IDF-weighted Jaccard of two feature sets."""
+        w_union = self.sum(a | b)
+        return self.sum(a & b) / w_union if w_union else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,46 +115,33 @@ class Link:
     evidence: dict
 
 
-def _weighted_jaccard(a: frozenset[str], b: frozenset[str], freq: FeatureFrequency) -> tuple[float, float, int]:
-    """(weighted Jaccard, weight of the shared distinctive features in rare-feature units, distinctive count)."""
-    union = a | b
-    if not union:
-        return 0.0, 0.0, 0
-    shared = a & b
-    w_union = sum(freq.weight(f) for f in union)
-    w_shared = sum(freq.weight(f) for f in shared)
-    distinctive = [f for f in shared if f not in STANDARD_FEATURES]
-    mass = sum(freq.weight(f) for f in distinctive) / freq.rare_weight()
-    return (w_shared / w_union if w_union else 0.0), mass, len(distinctive)
-
-
-def _distinctive(features: frozenset[str]) -> int:
-    return sum(1 for f in features if f not in STANDARD_FEATURES)
-
-
-def compare(pa: ClassProfile, pb: ClassProfile, freq: FeatureFrequency) -> Link | None:
-    jaccard = estimate_jaccard(pa.sketch, pb.sketch)
-    iface, mass, n_distinctive = _weighted_jaccard(pa.features, pb.features, freq)
-    sel, _, _ = _weighted_jaccard(pa.selectors, pb.selectors, freq)
-    top, _, _ = _weighted_jaccard(pa.topics, pb.topics, freq)
+def compare(pa: ClassProfile, pb: ClassProfile, jaccard: float, freq: FeatureFrequency) -> Link | None:
+    """Verify one candidate pair given its estimated opcode Jaccard; None when they are not one lineage."""
+    if jaccard < MIN_FORK_JACCARD:
+        return None
+    shared = pa.features & pb.features
+    w_shared = freq.sum(shared)
+    w_union = freq.total(pa) + freq.total(pb) - w_shared
+    iface = w_shared / w_union if w_union > 0 else 0.0
+    mass = freq.sum(shared - STANDARD_FEATURES) / freq.rare_weight()
     confidence = min(1.0, mass / DISTINCTIVE_FOR_FULL_CONFIDENCE)
-    interface = iface * confidence
-    score = max(jaccard, (jaccard + interface) / 2)
+    score = max(jaccard, (jaccard + iface * confidence) / 2)
+    if jaccard >= CLONE_JACCARD:
+        relation, similarity = "clone", jaccard
+    elif score < FORK_SCORE:
+        return None
+    elif min(pa.distinctive, pb.distinctive) >= DISTINCTIVE_FOR_FULL_CONFIDENCE and iface < SIBLING_MAX_INTERFACE:
+        # Siblings, not forks: each has a distinctive interface of its own and they share little of it,
+        # so what they share is library code, not lineage.
+        return None
+    else:
+        relation, similarity = "fork", score
     evidence = {
         "opcode_jaccard": round(jaccard, 4),
         "interface_similarity": round(iface, 4),
         "interface_confidence": round(confidence, 4),
-        "selector_similarity": round(sel, 4),
-        "topic_similarity": round(top, 4),
-        "shared_distinctive_features": n_distinctive,
+        "selector_similarity": round(freq.similarity(pa.selectors, pb.selectors), 4),
+        "topic_similarity": round(freq.similarity(pa.topics, pb.topics), 4),
+        "shared_distinctive_features": len(shared - STANDARD_FEATURES),
     }
-    if jaccard >= CLONE_JACCARD:
-        return Link(pa.key, pb.key, "clone", round(jaccard, 4), evidence)
-    if score < FORK_SCORE or jaccard < MIN_FORK_JACCARD:
-        return None
-    # Siblings, not forks: two contracts that each have a distinctive interface of their own and share
-    # little of it are different products built on common library code.
-    own_a, own_b = _distinctive(pa.features), _distinctive(pb.features)
-    if min(own_a, own_b) >= DISTINCTIVE_FOR_FULL_CONFIDENCE and iface < SIBLING_MAX_INTERFACE:
-        return None
-    return Link(pa.key, pb.key, "fork", round(score, 4), evidence)
+    return Link(pa.key, pb.key, relation, round(similarity, 4), evidence)

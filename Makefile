@@ -1,0 +1,36 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Each sets up what it needs first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+NODE_INSTALLED := node_modules/.installed
+DATA ?= ../shared/data/bytecode
+
+.PHONY: demo test bench clean
+
+$(INSTALLED): pyproject.toml setup.py kamiyo/analyzers/bytecode/_scan.c
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_INSTALLED): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(INSTALLED)
+	@mkdir -p out
+	$(VENV)/bin/kamiyo families --input $(DATA) --format text --out out/families.txt
+	@cat out/families.txt
+	$(VENV)/bin/kamiyo families --input $(DATA) --format json --out out/families.json
+	$(VENV)/bin/kamiyo families --input $(DATA) --format graphml --out out/families.graphml
+	@echo "wrote out/families.txt, out/families.json and out/families.graphml"
+
+test: $(INSTALLED) $(NODE_INSTALLED)
+	$(PY) -m pytest
+
+bench: $(INSTALLED)
+	$(PY) bench/fingerprint.py
+
+clean:
+	rm -rf $(VENV) node_modules build *.egg-info out .cache

@@ -1,0 +1,171 @@
+"""The `kamiyo` command. Subcommands parse arguments and delegate; a user mistake exits 2 with one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .errors import InputError, KamiyoError
+
+SCHEMA_VERSION = 1
+
+
+def _read_code_argument(value: str) -> bytes:
+    from .analyzers.bytecode.analysis import parse_hex
+
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror if isinstance(exc, OSError) else exc})") from exc
+        try:
+            return parse_hex(text)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+    return parse_hex(value)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analyzers.bytecode.analysis import analyze_code
+    from .analyzers.bytecode.decode import disassemble
+
+    code = _read_code_argument(args.code)
+    result = analyze_code(code).to_json()
+    if args.disasm:
+        result["disassembly"] = disassemble(code)
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+        return 0
+    meta = result["metadata"]
+    rows = [
+        ("size", f"{result['size']} bytes"),
+        ("kind", result["kind"] + (f" ({result['proxy_standard']})" if result["proxy_standard"] else "")),
+        ("implementation", result["implementation"] or "-"),
+        ("compiler", f"{meta['compiler'] or '-'} {meta['version'] or ''}".strip()),
+        ("metadata trailers", str(len(meta["trailers"]))),
+        ("skeleton hash", result["skeleton_hash"]),
+        ("instructions", f"{result['instructions']} ({result['reachable_instructions']} reachable)"),
+        ("selectors", ", ".join(result["selectors"]) or "-"),
+        ("event topics", "\n".join(result["event_topics"]) or "-"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        lines = value.split("\n")
+        print(f"{key:<{width}}  {lines[0]}")
+        for more in lines[1:]:
+            print(f"{'':<{width}}  {more}")
+    if args.disasm:
+        print()
+        print("\n".join(result["disassembly"]))
+    return 0
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .analyzers.bytecode.analysis import analyze_code
+    from .analyzers.bytecode.families import build_families, to_graph
+    from .analyzers.bytecode.graph import FORMATS, export_graph
+
+    if args.format != "json" and args.format not in FORMATS:
+        raise InputError(f"unknown format {args.format!r}; expected one of: json, {', '.join(FORMATS)}")
+    from .analyzers.bytecode.inputs import read_inputs
+
+    skipped: list[str] = []
+    items = []
+    seen: dict[str, bytes] = {}
+    with tqdm(desc="analysing", unit=" contracts", delay=1.0, file=sys.stderr) as bar:
+        for cid, code in read_inputs([Path(p) for p in args.input], skipped):
+            if cid in seen:  # one contract listed twice (corpora overlap) is fine; one id for two codes is not
+                if seen[cid] != code:
+                    raise InputError(f"contract id {cid!r} appears twice with different code")
+                continue
+            seen[cid] = code
+            items.append((cid, analyze_code(code)))
+            bar.update()
+    for line in skipped:
+        print(f"kamiyo: {line}", file=sys.stderr)
+    with tqdm(desc="linking", total=len(items), unit=" classes", delay=1.0, file=sys.stderr) as bar:
+        result = build_families(items, progress=lambda n: bar.update(n - bar.n))
+    if args.format == "json":
+        payload = json.dumps(families_json(result, skipped), indent=2).encode() + b"\n"
+    else:
+        payload = export_graph(to_graph(result), args.format)
+    if args.out:
+        try:
+            Path(args.out).write_bytes(payload)
+        except OSError as exc:
+            raise InputError(f"{args.out}: cannot write ({exc.strerror})") from exc
+    else:
+        sys.stdout.buffer.write(payload)
+    return 0
+
+
+def families_json(result, skipped: list[str]) -> dict:
+    families = result.families()
+    kinds: dict[str, int] = {}
+    for cls in result.classes.values():
+        kinds[cls.analysis.kind] = kinds.get(cls.analysis.kind, 0) + len(cls.members)
+    relations: dict[str, int] = {}
+    for link in result.links:
+        relations[link.relation] = relations.get(link.relation, 0) + 1
+    return {
+        "families": [{"id": fid, "members": members} for fid, members in families.items()],
+        "classes": [{"skeleton_hash": key, "members": c.members} for key, c in result.classes.items()],
+        "edges": [
+            {"a": l.a, "b": l.b, "relation": l.relation, "similarity": l.similarity, "evidence": l.evidence}
+            for l in result.links
+        ],
+        "stats": {
+            "contracts": sum(len(c.members) for c in result.classes.values()),
+            "classes": len(result.classes),
+            "families": len(families),
+            "multi_class_families": sum(1 for n in Counter(result.family_of.values()).values() if n > 1),
+            "largest_family": max((len(m) for m in families.values()), default=0),
+            "kinds": kinds,
+            "edges": relations,
+            "delegations": len(result.delegations),
+            "skipped": len(skipped),
+        },
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kamiyo", description="On-chain security monitoring: forks and clones of EVM contracts.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    analyze = sub.add_parser("analyze", help="analyse one runtime bytecode")
+    analyze.add_argument("code", metavar="HEX_OR_@FILE", help="0x-hex runtime code, or @path to a file holding it")
+    analyze.add_argument("--format", choices=("json", "text"), default="json")
+    analyze.add_argument("--disasm", action="store_true", help="include a disassembly listing")
+    analyze.set_defaults(func=cmd_analyze)
+
+    families = sub.add_parser("families", help="group contracts into clone and fork families")
+    families.add_argument("--input", action="append", required=True, metavar="PATH",
+                          help=".jsonl/.jsonl.gz of {id, code}, a folder of .hex files, or solc/hardhat artifacts (repeatable)")
+    families.add_argument("--format", default="json", help="json | node-link | graphml | gexf | csv | dot")
+    families.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    families.set_defaults(func=cmd_families)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KamiyoError as exc:
+        print(f"kamiyo: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
