@@ -71,8 +71,8 @@ def cmd_families(args: argparse.Namespace) -> int:
     from .analyzers.bytecode.families import build_families, to_graph
     from .analyzers.bytecode.graph import FORMATS, export_graph
 
-    if args.format != "json" and args.format not in FORMATS:
-        raise InputError(f"unknown format {args.format!r}; expected one of: json, {', '.join(FORMATS)}")
+    if args.format not in ("json", "text") and args.format not in FORMATS:
+        raise InputError(f"unknown format {args.format!r}; expected one of: json, text, {', '.join(FORMATS)}")
     from .analyzers.bytecode.inputs import read_inputs
 
     skipped: list[str] = []
@@ -93,6 +93,8 @@ def cmd_families(args: argparse.Namespace) -> int:
         result = build_families(items, progress=lambda n: bar.update(n - bar.n))
     if args.format == "json":
         payload = json.dumps(families_json(result, skipped), indent=2).encode() + b"\n"
+    elif args.format == "text":
+        payload = families_text(families_json(result, skipped), result).encode()
     else:
         payload = export_graph(to_graph(result), args.format)
     if args.out:
@@ -135,6 +137,33 @@ def families_json(result, skipped: list[str]) -> dict:
     }
 
 
+def families_text(summary: dict, result, top: int = 15) -> str:
+    """A readable report: totals, then the largest families with their make-up."""
+    stats = summary["stats"]
+    lines = [
+        f"{stats['contracts']} contracts in {stats['classes']} exact-clone classes and {stats['families']} families "
+        f"({stats['multi_class_families']} with more than one class)",
+        "kinds: " + ", ".join(f"{k} {v}" for k, v in sorted(stats["kinds"].items(), key=lambda kv: -kv[1])),
+        "links: " + (", ".join(f"{k} {v}" for k, v in sorted(stats["edges"].items())) or "none"),
+        "",
+        f"{'family':<34}  {'members':>7}  {'classes':>7}  {'kind':<9}  {'clone':>5}  {'fork':>5}  example member",
+    ]
+    classes_in: Counter = Counter(result.family_of.values())
+    edges_in: dict[str, Counter] = {}
+    for link in result.links:
+        if result.family_of[link.a] == result.family_of[link.b]:
+            edges_in.setdefault(result.family_of[link.a], Counter())[link.relation] += 1
+    families = sorted(summary["families"], key=lambda f: (-len(f["members"]), f["id"]))[:top]
+    for fam in families:
+        kind = result.classes[fam["id"]].analysis.kind
+        edges = edges_in.get(fam["id"], Counter())
+        lines.append(
+            f"{fam['id']:<34}  {len(fam['members']):>7}  {classes_in[fam['id']]:>7}  {kind:<9}  "
+            f"{edges['clone']:>5}  {edges['fork']:>5}  {fam['members'][0]}"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kamiyo", description="On-chain security monitoring: forks and clones of EVM contracts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     families = sub.add_parser("families", help="group contracts into clone and fork families")
     families.add_argument("--input", action="append", required=True, metavar="PATH",
                           help=".jsonl/.jsonl.gz of {id, code}, a folder of .hex files, or solc/hardhat artifacts (repeatable)")
-    families.add_argument("--format", default="json", help="json | node-link | graphml | gexf | csv | dot")
+    families.add_argument("--format", default="json", help="json | text | node-link | graphml | gexf | csv | dot")
     families.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     families.set_defaults(func=cmd_families)
     return parser
