@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import gzip
 import json
+import logging
 import os
 import platform
 import resource
@@ -81,6 +82,8 @@ def baseline(rows: list[tuple[str, str]], sample: int) -> dict:
     import evmdasm
     from datasketch import MinHash, MinHashLSH
 
+    # evmdasm logs every PUSH truncated by the end of code (metadata trailers end mid-PUSH all the time).
+    logging.getLogger("evmdasm").setLevel(logging.CRITICAL)
     step = max(1, len(rows) // max(1, sample))
     picked = rows[::step][:sample]
     lsh = MinHashLSH(threshold=0.5, num_perm=NUM_PERM)
@@ -147,6 +150,7 @@ class _Feeder:
         self.profiles: list = []
         self.links = {"clone": 0, "fork": 0}
         self.no_sketch = 0
+        self.query_s = self.insert_s = 0.0
 
     def feed(self, key: str, sketch, selectors, topics) -> None:
         if key in self.seen:
@@ -156,9 +160,13 @@ class _Feeder:
             self.no_sketch += 1
             return
         profile = self.of(key, sketch, selectors, topics)
+        t0 = time.perf_counter()
         for link in self.index.links(profile):
             self.links[link.relation] += 1
+        t1 = time.perf_counter()
         self.index.insert(profile)
+        self.insert_s += time.perf_counter() - t1
+        self.query_s += t1 - t0
         self.profiles.append(profile)
 
 
@@ -168,6 +176,7 @@ def worker_serial(rows: list[tuple[str, str]]) -> dict:
     feeder = _Feeder()
     rss_before = rss_mib()
     analysis_s = index_s = 0.0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     bar = tqdm(total=len(rows), desc="product, 1 core", unit="contract", file=sys.stderr)
     for i, (_, code) in enumerate(rows):
         t0 = time.perf_counter()
@@ -180,6 +189,8 @@ def worker_serial(rows: list[tuple[str, str]]) -> dict:
             bar.update(PROGRESS_EVERY)
     bar.update(len(rows) - bar.n)
     bar.close()
+    # CPU time well below wall time means the worker was waiting for a core: the machine was not idle.
+    cpu_share = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     rss_after = rss_mib()
     total = analysis_s + index_s
     out = {
@@ -187,9 +198,12 @@ def worker_serial(rows: list[tuple[str, str]]) -> dict:
         "seconds": total,
         "analysis_s": analysis_s,
         "index_s": index_s,
+        "cpu_share": cpu_share,
         "classes": len(feeder.seen),
         "indexed": len(feeder.index),
         "no_sketch": feeder.no_sketch,
+        "query_s": feeder.query_s,
+        "insert_s": feeder.insert_s,
         "links": feeder.links,
         "rss_before_mib": rss_before,
         "rss_after_mib": rss_after,
@@ -268,6 +282,7 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "cpu": cpu,
+        "load": os.getloadavg()[0],  # other work on the machine skews every figure here; say so
     }
 
 
@@ -277,15 +292,17 @@ def summarize(base: dict, serial: dict, parallel: dict) -> list[tuple[str, str]]
     lk = serial["links"]
     return [
         ("baseline (evmdasm + datasketch MinHash + LSH)",
-         f"{base['rate']:,.1f} contracts/s (sample of {base['contracts']}, every {base['step']}th; "
+         f"{base['rate']:,.1f} contracts/s (sample of {base['contracts']}, step {base['step']}; "
          f"disassembly {base['disasm_s'] / base['seconds']:.0%}, MinHash {base['sketch_s'] / base['seconds']:.0%}, "
          f"LSH insert {base['insert_s'] / base['seconds']:.0%})"),
-        ("product, 1 core, cold", f"{rate:,.0f} contracts/s ({serial['contracts']:,} contracts in {serial['seconds']:.2f} s)"),
+        ("product, 1 core, cold", f"{rate:,.0f} contracts/s ({serial['contracts']:,} contracts in {serial['seconds']:.2f} s; "
+         f"worker on a core {serial['cpu_share']:.0%} of the wall time)"),
         ("unique classes/s", f"{serial['classes'] / serial['seconds']:,.0f} ({serial['classes']:,} skeleton hashes; "
          f"{serial['indexed']:,} indexed, {serial['no_sketch']} without a sketch)"),
         ("ratio product / baseline", f"{ratio:,.0f}×"),
         ("time split", f"analysis {serial['analysis_s'] / serial['seconds']:.0%} ({serial['analysis_s']:.2f} s), "
-         f"index query + insert {serial['index_s'] / serial['seconds']:.0%} ({serial['index_s']:.2f} s)"),
+         f"index {serial['index_s'] / serial['seconds']:.0%} ({serial['index_s']:.2f} s: links query "
+         f"{serial['query_s']:.2f} s, insert {serial['insert_s']:.2f} s)"),
         (f"product, {parallel['processes']} processes, end to end",
          f"{parallel['contracts'] / parallel['seconds']:,.0f} contracts/s ({parallel['seconds']:.2f} s; "
          f"parent spent {parallel['index_s']:.2f} s feeding the index)"),
@@ -300,7 +317,7 @@ def summarize(base: dict, serial: dict, parallel: dict) -> list[tuple[str, str]]
 
 
 def print_table(info: dict, lines: list[tuple[str, str]]) -> None:
-    print(f"\nfingerprint benchmark — {info['date']}, {info['cores']} cores, {info['cpu']}, Python {info['python']}")
+    print(f"\nfingerprint benchmark — {info['date']}, {info['cores']} cores, {info['cpu']}, Python {info['python']}, load {info['load']:.2f} at start")
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"  {key:<{width}}  {value}")
@@ -312,7 +329,7 @@ def append_markdown(info: dict, lines: list[tuple[str, str]], data: Path) -> Non
         if fresh:
             fh.write(HEADER)
         fh.write(f"\n## fingerprint — {info['date']}\n\n")
-        fh.write(f"{info['cores']} cores, {info['cpu']}, Python {info['python']}; corpus `{data.name}/*.jsonl.gz`.\n\n")
+        fh.write(f"{info['cores']} cores, {info['cpu']}, Python {info['python']}; 1-minute load average {info['load']:.2f} at start; corpus `{data.name}/*.jsonl.gz`.\n\n")
         fh.write("| measure | value |\n| --- | --- |\n")
         for key, value in lines:
             fh.write(f"| {key} | {value.replace('|', '/')} |\n")

@@ -93,8 +93,14 @@ def analyze_code(code: bytes) -> CodeAnalysis:
     sels = selectors(code)
     kind = classify(code, norm, sels)
     proxy = kind.kind in PROXY_KINDS
-    # Proxy code is hashed whole, target included: proxies to one implementation are one class, never all.
-    skeleton = skeleton_digest(b"proxy:" + code) if proxy else norm.skeleton_hash
+    # Proxies to one implementation are one class (however the address is encoded), never all proxies one class;
+    # a proxy that does not name its implementation is hashed whole.
+    if kind.kind in ("eip1167", "eip7702"):
+        skeleton = skeleton_digest(f"{kind.kind}:{kind.implementation}".encode())
+    elif proxy:
+        skeleton = skeleton_digest(b"proxy:" + code)
+    else:
+        skeleton = norm.skeleton_hash
     return CodeAnalysis(
         size=len(code),
         kind=kind.kind,

@@ -63,7 +63,14 @@ def _minimal_proxy(code: bytes) -> Classification | None:
     start = m.end()
     tail = code[start + width :]
     # tail: GAS DELEGATECALL RETURNDATASIZE DUP3 DUP1 RETURNDATACOPY SWAP1 RETURNDATASIZE SWAP2 PUSH1 <dest> JUMPI REVERT JUMPDEST RETURN
-    if len(tail) == 15 and tail.startswith(_EIP1167_TAIL) and tail[9] == 0x60 and tail[11:] == b"\x57\xfd\x5b\xf3":
+    jumpdest = len(code) - 2  # the JUMPI must land on the JUMPDEST before RETURN, or every call reverts
+    if (
+        len(tail) == 15
+        and tail.startswith(_EIP1167_TAIL)
+        and tail[9] == 0x60
+        and tail[10] == jumpdest
+        and tail[11:] == b"\x57\xfd\x5b\xf3"
+    ):
         return Classification("eip1167", _address(code[start : start + width]), "eip1167")
     return None
 

@@ -55,17 +55,20 @@ class SimilarityIndex:
         self._matrix[row] = profile.sketch
         self._profiles.append(profile)
         self._row[profile.key] = row
-        self._lsh.insert(profile.key, as_minhash(profile.sketch), check_duplication=False)
+        self._lsh.insert(row, as_minhash(profile.sketch), check_duplication=False)
         if self._counting:
             self.frequency.add(profile.features)
         for feature in profile.features - STANDARD_FEATURES:
             self._postings.setdefault(feature, array("i")).append(row)
 
     def _interface_rows(self, profile: ClassProfile) -> np.ndarray:
-        postings = sorted(
-            (p for f in profile.features - STANDARD_FEATURES if 0 < len(p := self._postings.get(f, ())) <= MAX_POSTING),
-            key=len,
+        # rarest first, ties by feature name: set order depends on the hash seed, results must not
+        followed = sorted(
+            (len(p), f)
+            for f in profile.features - STANDARD_FEATURES
+            if 0 < len(p := self._postings.get(f, ())) <= MAX_POSTING
         )[:FOLLOWED_FEATURES]
+        postings = [self._postings[f] for _, f in followed]
         if not postings:
             return np.empty(0, dtype=np.int64)
         rows, counts = np.unique(np.concatenate([np.frombuffer(p, dtype=np.int32) for p in postings]), return_counts=True)
@@ -73,7 +76,7 @@ class SimilarityIndex:
 
     def links(self, profile: ClassProfile) -> list[Link]:
         """Verified links from `profile` to indexed classes, best first (ties by key, so runs are stable)."""
-        lsh_rows = np.fromiter((self._row[k] for k in self._lsh.query(as_minhash(profile.sketch))), dtype=np.int64)
+        lsh_rows = np.fromiter(self._lsh.query(as_minhash(profile.sketch)), dtype=np.int64)
         iface_rows = self._interface_rows(profile)
         chosen: dict[int, float] = {}
         for rows, limit in ((lsh_rows, VERIFY_BY_OPCODES), (iface_rows, VERIFY_BY_INTERFACE)):

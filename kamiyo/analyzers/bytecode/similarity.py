@@ -64,7 +64,7 @@ class _Weights(dict):
 class FeatureFrequency:
     """Document frequency of interface features over indexed classes (not members: clones must not count twice).
 
-    Weights are cached and refreshed once the index has grown by 1%: idf moves by less than that meanwhile.
+    Weights are cached and refreshed once the index has grown by 5%: idf moves by under 0.05 meanwhile.
     """
 
     def __init__(self) -> None:
@@ -79,7 +79,7 @@ class FeatureFrequency:
         self.counts.update(features)
 
     def weights(self) -> _Weights:
-        if self.classes > self._weights_at * 1.01 + 1:
+        if self.classes > self._weights_at * 1.05 + 1:
             self._weights = _Weights(self)
             self._weights_at = self.classes
         return self._weights
