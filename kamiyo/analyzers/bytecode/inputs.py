@@ -96,7 +96,7 @@ def read_inputs(paths: list[Path], skipped: list[str]) -> Iterator[tuple[str, by
             for f in sorted([*path.rglob("*.jsonl"), *path.rglob("*.jsonl.gz")]):
                 yield from _jsonl(f)
             hexes = sorted(path.rglob("*.hex"))
-            jsons = sorted(path.rglob("*.json"))
+            jsons = sorted(f for f in path.rglob("*.json") if not f.name.endswith(".dbg.json"))  # hardhat debug files
             for f in hexes:
                 try:
                     yield f.stem, parse_hex(f.read_text(encoding="utf-8"))
