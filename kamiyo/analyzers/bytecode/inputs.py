@@ -75,9 +75,13 @@ def _artifact(path: Path, ident: str) -> Iterator[tuple[str, bytes]]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not a readable JSON artifact ({exc})") from exc
     for name, runtime in runtime_of_artifact(data):
-        cid = ident if name is None else f"{ident}:{name.rsplit(':', 1)[-1] if ':' in name else name}"
-        if name is not None and ":" in name:
-            cid = f"{Path(name.split(':')[0]).stem}:{name.rsplit(':', 1)[1]}"
+        if name is None:
+            cid = ident
+        elif ":" in name:  # "path/File.sol:Contract" -> "File:Contract"
+            source, contract = name.rsplit(":", 1)
+            cid = f"{Path(source).stem}:{contract}"
+        else:
+            cid = f"{ident}:{name}"
         if runtime is None:
             yield cid, None  # reported and skipped by the caller
             continue
