@@ -89,8 +89,13 @@ def cmd_families(args: argparse.Namespace) -> int:
             bar.update()
     for line in skipped:
         print(f"kamiyo: {line}", file=sys.stderr)
-    with tqdm(desc="linking", total=len(items), unit=" classes", delay=1.0, file=sys.stderr) as bar:
-        result = build_families(items, progress=lambda n: bar.update(n - bar.n))
+    with tqdm(desc="linking", unit=" classes", delay=1.0, file=sys.stderr) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = build_families(items, progress=advance)
     if args.format == "json":
         payload = json.dumps(families_json(result, skipped), indent=2).encode() + b"\n"
     elif args.format == "text":

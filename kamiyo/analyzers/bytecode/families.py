@@ -98,7 +98,7 @@ def group_families(order: list[str], links: list[Link]) -> dict[str, str]:
 
 
 def build_families(
-    items: Iterable[tuple[str, CodeAnalysis]], progress: Callable[[int], None] | None = None
+    items: Iterable[tuple[str, CodeAnalysis]], progress: Callable[[int, int], None] | None = None
 ) -> FamilyResult:
     classes: dict[str, CodeClass] = {}
     for contract_id, analysis in items:
@@ -121,7 +121,7 @@ def build_families(
         links.extend(index.links(profile))
         index.insert(profile)
         if progress is not None:
-            progress(n)
+            progress(n, len(profiles))
 
     family_of = group_families(list(classes), links)
     delegations = _attach_proxies(classes, family_of)
