@@ -16,8 +16,8 @@ import numpy as np
 from datasketch import MinHashLSH
 
 from .interface import STANDARD_FEATURES
-from .similarity import ClassProfile, FeatureFrequency, Link, compare
-from .sketch import NUM_PERM, as_minhash
+from .similarity import FORK_SCORE, MIN_FORK_JACCARD, ClassProfile, FeatureFrequency, Link, compare
+from .sketch import NUM_PERM
 
 # 32 bands of 4 values (128 of the 256): candidate probability 1-(1-J^4)^32 is 0.87 at J = 0.5 and 0.99 at
 # J = 0.6, so forks decided on opcode evidence alone are found; lower pairs come through the interface channel.
@@ -55,7 +55,7 @@ class SimilarityIndex:
         self._matrix[row] = profile.sketch
         self._profiles.append(profile)
         self._row[profile.key] = row
-        self._lsh.insert(row, as_minhash(profile.sketch), check_duplication=False)
+        self._lsh.insert(row, profile.minhash, check_duplication=False)
         if self._counting:
             self.frequency.add(profile.features)
         for feature in profile.features - STANDARD_FEATURES:
@@ -76,13 +76,18 @@ class SimilarityIndex:
 
     def links(self, profile: ClassProfile) -> list[Link]:
         """Verified links from `profile` to indexed classes, best first (ties by key, so runs are stable)."""
-        lsh_rows = np.fromiter(self._lsh.query(as_minhash(profile.sketch)), dtype=np.int64)
+        lsh_rows = np.fromiter(self._lsh.query(profile.minhash), dtype=np.int64)
         iface_rows = self._interface_rows(profile)
         chosen: dict[int, float] = {}
-        for rows, limit in ((lsh_rows, VERIFY_BY_OPCODES), (iface_rows, VERIFY_BY_INTERFACE)):
+        # Below the fork score, opcode evidence needs interface evidence, which the interface channel brings;
+        # so the opcode channel only verifies pairs its own evidence could carry.
+        channels = ((lsh_rows, VERIFY_BY_OPCODES, FORK_SCORE), (iface_rows, VERIFY_BY_INTERFACE, MIN_FORK_JACCARD))
+        for rows, limit, floor in channels:
             if len(rows) == 0:
                 continue
             jaccard = np.count_nonzero(self._matrix[rows] == profile.sketch, axis=1) / NUM_PERM
+            keep = jaccard >= floor
+            rows, jaccard = rows[keep], jaccard[keep]
             best = np.lexsort((rows, -jaccard))[:limit]
             chosen.update(zip(rows[best].tolist(), jaccard[best].tolist()))
         out = []

@@ -17,8 +17,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from datasketch import LeanMinHash
 
 from .interface import STANDARD_FEATURES
+from .sketch import as_minhash
 
 CLONE_JACCARD = 0.80  # near-identical code: the same source, small edits or other constants
 FORK_SCORE = 0.50  # combined score at which two classes are called one lineage
@@ -37,11 +39,13 @@ class ClassProfile:
     features: frozenset[str] = frozenset()
     distinctive: int = 0  # features outside the standard interfaces
 
+    minhash: LeanMinHash | None = None  # the sketch in datasketch's type, made once for LSH insert and query
+
     @classmethod
     def of(cls, key: str, sketch: np.ndarray, selectors, topics) -> ClassProfile:
         sels, tops = frozenset(selectors), frozenset(topics)
         features = sels | tops
-        return cls(key, sketch, sels, tops, features, len(features - STANDARD_FEATURES))
+        return cls(key, sketch, sels, tops, features, len(features - STANDARD_FEATURES), as_minhash(sketch))
 
 
 class _Weights(dict):
@@ -93,17 +97,13 @@ class FeatureFrequency:
     def rare_weight(self) -> float:
         return math.log((self.classes + PRIOR_CLASSES + 1) / 2)
 
-    def total(self, profile: ClassProfile) -> float:
-        generation = self._weights_at
+    def totals(self, profile: ClassProfile) -> tuple[float, float, float]:
+        """(all features, selectors, topics) weight totals of a profile, cached per weight generation."""
         cached = self._totals.get(profile.key)
-        if cached is None or cached[0] != generation:
-            cached = self._totals[profile.key] = (generation, self.sum(profile.features))
-        return cached[1]
-
-    def similarity(self, a: frozenset[str], b: frozenset[str]) -> float:
-        """IDF-weighted Jaccard of two feature sets."""
-        w_union = self.sum(a | b)
-        return self.sum(a & b) / w_union if w_union else 0.0
+        if cached is None or cached[0] != self._weights_at:
+            sel, top = self.sum(profile.selectors), self.sum(profile.topics)
+            cached = self._totals[profile.key] = (self._weights_at, sel + top, sel, top)
+        return cached[1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +115,31 @@ class Link:
     evidence: dict
 
 
+def _ratio(shared: float, a: float, b: float) -> float:
+    union = a + b - shared
+    return shared / union if union > 0 else 0.0
+
+
 def compare(pa: ClassProfile, pb: ClassProfile, jaccard: float, freq: FeatureFrequency) -> Link | None:
     """Verify one candidate pair given its estimated opcode Jaccard; None when they are not one lineage."""
-    if jaccard < MIN_FORK_JACCARD:
-        return None
-    shared = pa.features & pb.features
-    w_shared = freq.sum(shared)
-    w_union = freq.total(pa) + freq.total(pb) - w_shared
-    iface = w_shared / w_union if w_union > 0 else 0.0
-    mass = freq.sum(shared - STANDARD_FEATURES) / freq.rare_weight()
-    confidence = min(1.0, mass / DISTINCTIVE_FOR_FULL_CONFIDENCE)
+    if jaccard < MIN_FORK_JACCARD or (jaccard < FORK_SCORE and not (pa.distinctive and pb.distinctive)):
+        return None  # without distinctive features on both sides the interface cannot lift the score
+    weights = freq.weights()
+    w_sel = w_top = mass = 0.0
+    n_distinctive = 0
+    for feature in pa.features & pb.features:  # one pass: selectors are 10 characters, topics 66
+        w = weights[feature]
+        if len(feature) == 10:
+            w_sel += w
+        else:
+            w_top += w
+        if feature not in STANDARD_FEATURES:
+            mass += w
+            n_distinctive += 1
+    all_a, sel_a, top_a = freq.totals(pa)
+    all_b, sel_b, top_b = freq.totals(pb)
+    iface = _ratio(w_sel + w_top, all_a, all_b)
+    confidence = min(1.0, mass / freq.rare_weight() / DISTINCTIVE_FOR_FULL_CONFIDENCE)
     score = max(jaccard, (jaccard + iface * confidence) / 2)
     if jaccard >= CLONE_JACCARD:
         relation, similarity = "clone", jaccard
@@ -140,8 +155,8 @@ def compare(pa: ClassProfile, pb: ClassProfile, jaccard: float, freq: FeatureFre
         "opcode_jaccard": round(jaccard, 4),
         "interface_similarity": round(iface, 4),
         "interface_confidence": round(confidence, 4),
-        "selector_similarity": round(freq.similarity(pa.selectors, pb.selectors), 4),
-        "topic_similarity": round(freq.similarity(pa.topics, pb.topics), 4),
-        "shared_distinctive_features": len(shared - STANDARD_FEATURES),
+        "selector_similarity": round(_ratio(w_sel, sel_a, sel_b), 4),
+        "topic_similarity": round(_ratio(w_top, top_a, top_b), 4),
+        "shared_distinctive_features": n_distinctive,
     }
     return Link(pa.key, pb.key, relation, round(similarity, 4), evidence)
