@@ -20,7 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint8_t HALTS[256];   /* 1 when the opcode ends execution (or is undefined) */
+static uint8_t HALTS[256];      /* 1 when the opcode ends execution (or is undefined) */
+static uint8_t ENDS_BLOCK[256]; /* HALTS, JUMP and JUMPI: the next instruction starts a block */
 static int configured = 0;
 
 #define OP_JUMP 0x56
@@ -44,6 +45,7 @@ static PyObject *configure(PyObject *self, PyObject *args) {
         return NULL;
     }
     memcpy(HALTS, halts.buf, 256);
+    for (int op = 0; op < 256; op++) ENDS_BLOCK[op] = HALTS[op] || op == OP_JUMP || op == OP_JUMPI;
     PyBuffer_Release(&halts);
     configured = 1;
     Py_RETURN_NONE;
@@ -59,13 +61,41 @@ typedef struct {
     int32_t first, last;  /* instruction index range [first, last] */
 } Block;
 
-static int is_skipped(const Py_ssize_t *starts, const Py_ssize_t *ends, Py_ssize_t nskip, Py_ssize_t *cursor,
-                      Py_ssize_t i, Py_ssize_t *resume) {
-    while (*cursor < nskip && ends[*cursor] <= i) (*cursor)++;
-    if (*cursor < nskip && starts[*cursor] <= i) {
-        *resume = ends[*cursor];
-        return 1;
+/*
+ * Per-call scratch arrays live in one grow-only workspace: allocating ~250 KB afresh for every contract made
+ * the kernel fault in new pages each time, which cost more than the decode itself. Safe because every call
+ * holds the GIL from start to end.
+ */
+static struct {
+    Py_ssize_t capacity;
+    Instr *ins;
+    Block *blocks;
+    int32_t *block_of_dest, *stack;
+    uint8_t *reach, *skel, *rops;
+} ws;
+
+static int reserve(Py_ssize_t n) {
+    if (n + 1 <= ws.capacity) return 0;
+    Py_ssize_t cap = n + 1 > 2 * ws.capacity ? n + 1 : 2 * ws.capacity;
+    Instr *ins = PyMem_Realloc(ws.ins, sizeof(Instr) * cap);
+    if (ins) ws.ins = ins;
+    Block *blocks = PyMem_Realloc(ws.blocks, sizeof(Block) * cap);
+    if (blocks) ws.blocks = blocks;
+    int32_t *dest = PyMem_Realloc(ws.block_of_dest, sizeof(int32_t) * cap);
+    if (dest) ws.block_of_dest = dest;
+    int32_t *stack = PyMem_Realloc(ws.stack, sizeof(int32_t) * cap);
+    if (stack) ws.stack = stack;
+    uint8_t *reach = PyMem_Realloc(ws.reach, cap);
+    if (reach) ws.reach = reach;
+    uint8_t *skel = PyMem_Realloc(ws.skel, cap);
+    if (skel) ws.skel = skel;
+    uint8_t *rops = PyMem_Realloc(ws.rops, cap);
+    if (rops) ws.rops = rops;
+    if (!ins || !blocks || !dest || !stack || !reach || !skel || !rops) {
+        PyErr_NoMemory();
+        return -1;
     }
+    ws.capacity = cap;
     return 0;
 }
 
@@ -129,20 +159,38 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if (PyErr_Occurred()) goto done;
     }
 
-    /* 1. linear decode */
-    ins = PyMem_Malloc(sizeof(Instr) * (n + 1));
-    skel = PyMem_Malloc(n + 1);
-    if (!ins || !skel) { PyErr_NoMemory(); goto done; }
-    Py_ssize_t ni = 0, cursor = 0, i = 0;
+    /* 1. one linear decode that also splits basic blocks: before a JUMPDEST, after JUMP/JUMPI and halts */
+    if (reserve(n) < 0) goto done;
+    ins = ws.ins;
+    skel = ws.skel;
+    blocks = ws.blocks;
+    block_of_dest = ws.block_of_dest;
+    memset(block_of_dest, 0xff, sizeof(int32_t) * (n + 1)); /* every entry -1 */
+    Py_ssize_t ni = 0, nb = 0, cursor = 0, i = 0;
+    Py_ssize_t next_skip = nskip > 0 ? starts[0] : n;
+    int new_block = 1;
     while (i < n) {
-        Py_ssize_t resume;
-        if (is_skipped(starts, ends, nskip, &cursor, i, &resume)) { i = resume; continue; }
+        if (i >= next_skip) {
+            /* inside (or at) a trailer: resume after it, resynchronising the decode */
+            while (cursor < nskip && ends[cursor] <= i) cursor++;
+            if (cursor < nskip && starts[cursor] <= i) {
+                i = ends[cursor++];
+                next_skip = cursor < nskip ? starts[cursor] : n;
+                continue;
+            }
+            next_skip = cursor < nskip ? starts[cursor] : n;
+        }
         uint8_t op = code[i];
-        Py_ssize_t limit = n;
-        if (cursor < nskip && starts[cursor] > i && starts[cursor] < limit) limit = starts[cursor];
-        int32_t want = (op >= OP_PUSH1 && op <= OP_PUSH32) ? op - OP_PUSH0 : 0;
-        int32_t have = want;
+        int32_t have = (op >= OP_PUSH1 && op <= OP_PUSH32) ? op - OP_PUSH0 : 0;
+        Py_ssize_t limit = next_skip < n ? next_skip : n;
         if (i + 1 + have > limit) have = (int32_t)(limit - i - 1);
+        if (new_block || op == OP_JUMPDEST) {
+            if (nb > 0) blocks[nb - 1].last = (int32_t)(ni - 1);
+            blocks[nb].first = (int32_t)ni;
+            if (op == OP_JUMPDEST) block_of_dest[i] = (int32_t)nb;
+            nb++;
+        }
+        new_block = ENDS_BLOCK[op];
         ins[ni].pos = (int32_t)i;
         ins[ni].arg_len = have;
         ins[ni].op = op;
@@ -150,32 +198,12 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         ni++;
         i += 1 + have;
     }
-
-    /* 2. basic blocks: split before JUMPDEST and after halting opcodes, JUMP and JUMPI */
-    blocks = PyMem_Malloc(sizeof(Block) * (ni + 1));
-    block_of_dest = PyMem_Malloc(sizeof(int32_t) * (n + 1));
-    if (!blocks || !block_of_dest) { PyErr_NoMemory(); goto done; }
-    for (Py_ssize_t p = 0; p <= n; p++) block_of_dest[p] = -1;
-    Py_ssize_t nb = 0;
-    for (Py_ssize_t k = 0; k < ni; k++) {
-        int starts_block = (k == 0) || ins[k].op == OP_JUMPDEST;
-        if (k > 0) {
-            uint8_t prev = ins[k - 1].op;
-            if (HALTS[prev] || prev == OP_JUMP || prev == OP_JUMPI) starts_block = 1;
-        }
-        if (starts_block) {
-            if (nb > 0) blocks[nb - 1].last = (int32_t)(k - 1);
-            blocks[nb].first = (int32_t)k;
-            if (ins[k].op == OP_JUMPDEST) block_of_dest[ins[k].pos] = (int32_t)nb;
-            nb++;
-        }
-    }
     if (nb > 0) blocks[nb - 1].last = (int32_t)(ni - 1);
 
     /* 3. reachability fixpoint */
-    reach = PyMem_Calloc(nb + 1, 1);
-    stack = PyMem_Malloc(sizeof(int32_t) * (nb + 1));
-    if (!reach || !stack) { PyErr_NoMemory(); goto done; }
+    reach = ws.reach;
+    stack = ws.stack;
+    memset(reach, 0, nb + 1);
     Py_ssize_t top = 0;
     if (nb > 0) { reach[0] = 1; stack[top++] = 0; }
     while (top > 0) {
@@ -198,8 +226,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     }
 
     /* 4. outputs from reachable blocks, in address order */
-    rops = PyMem_Malloc(ni + 1);
-    if (!rops) { PyErr_NoMemory(); goto done; }
+    rops = ws.rops;
     uint8_t opset[32];
     memset(opset, 0, sizeof(opset));
     topics = PyList_New(0);
@@ -238,13 +265,6 @@ static PyObject *scan(PyObject *self, PyObject *args) {
 done:
     Py_XDECREF(topics);
     Py_XDECREF(push20s);
-    PyMem_Free(ins);
-    PyMem_Free(blocks);
-    PyMem_Free(block_of_dest);
-    PyMem_Free(stack);
-    PyMem_Free(reach);
-    PyMem_Free(skel);
-    PyMem_Free(rops);
     PyMem_Free(starts);
     PyMem_Free(ends);
     PyBuffer_Release(&buf);

@@ -78,18 +78,21 @@ class SimilarityIndex:
         """Verified links from `profile` to indexed classes, best first (ties by key, so runs are stable)."""
         lsh_rows = np.fromiter(self._lsh.query(profile.minhash), dtype=np.int64)
         iface_rows = self._interface_rows(profile)
+        n_lsh = len(lsh_rows)
+        rows = np.concatenate([lsh_rows, iface_rows])
+        if len(rows) == 0:
+            return []
+        jaccard = np.count_nonzero(self._matrix[rows] == profile.sketch, axis=1) / NUM_PERM
         chosen: dict[int, float] = {}
         # Below the fork score, opcode evidence needs interface evidence, which the interface channel brings;
         # so the opcode channel only verifies pairs its own evidence could carry.
-        channels = ((lsh_rows, VERIFY_BY_OPCODES, FORK_SCORE), (iface_rows, VERIFY_BY_INTERFACE, MIN_FORK_JACCARD))
-        for rows, limit, floor in channels:
-            if len(rows) == 0:
-                continue
-            jaccard = np.count_nonzero(self._matrix[rows] == profile.sketch, axis=1) / NUM_PERM
-            keep = jaccard >= floor
-            rows, jaccard = rows[keep], jaccard[keep]
-            best = np.lexsort((rows, -jaccard))[:limit]
-            chosen.update(zip(rows[best].tolist(), jaccard[best].tolist()))
+        channels = ((slice(0, n_lsh), VERIFY_BY_OPCODES, FORK_SCORE), (slice(n_lsh, None), VERIFY_BY_INTERFACE, MIN_FORK_JACCARD))
+        for part, limit, floor in channels:
+            r, j = rows[part], jaccard[part]
+            keep = j >= floor
+            r, j = r[keep], j[keep]
+            best = np.lexsort((r, -j))[:limit]
+            chosen.update(zip(r[best].tolist(), j[best].tolist()))
         out = []
         for row, jaccard in chosen.items():
             other = self._profiles[row]
