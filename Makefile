@@ -8,7 +8,7 @@ DATA ?= ../shared/data/bytecode
 
 .PHONY: demo test bench clean
 
-$(INSTALLED): pyproject.toml setup.py kamiyo/analyzers/bytecode/_scan.c
+$(INSTALLED): pyproject.toml setup.py $(wildcard kamiyo/analyzers/bytecode/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet -e '.[dev]'

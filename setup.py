@@ -1,13 +1,14 @@
-"""Build step for the one C extension (the bytecode hot path); everything else is in pyproject.toml."""
+"""Build step for the two C extensions (bytecode scan, index matching); everything else is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
 setup(
     ext_modules=[
         Extension(
-            "kamiyo.analyzers.bytecode._scan",
-            sources=["kamiyo/analyzers/bytecode/_scan.c"],
+            f"kamiyo.analyzers.bytecode.{name}",
+            sources=[f"kamiyo/analyzers/bytecode/{name}.c"],
             extra_compile_args=["-O3", "-std=c99", "-Wall", "-Werror"],
         )
+        for name in ("_scan", "_match")
     ]
 )

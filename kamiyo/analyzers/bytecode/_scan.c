@@ -22,6 +22,7 @@
 
 static uint8_t HALTS[256];      /* 1 when the opcode ends execution (or is undefined) */
 static uint8_t ENDS_BLOCK[256]; /* HALTS, JUMP and JUMPI: the next instruction starts a block */
+static uint8_t SPECIAL[256];    /* PUSH20, PUSH32, LOG1..LOG4: what the output pass looks at */
 static int configured = 0;
 
 #define OP_JUMP 0x56
@@ -45,7 +46,10 @@ static PyObject *configure(PyObject *self, PyObject *args) {
         return NULL;
     }
     memcpy(HALTS, halts.buf, 256);
-    for (int op = 0; op < 256; op++) ENDS_BLOCK[op] = HALTS[op] || op == OP_JUMP || op == OP_JUMPI;
+    for (int op = 0; op < 256; op++) {
+        ENDS_BLOCK[op] = HALTS[op] || op == OP_JUMP || op == OP_JUMPI;
+        SPECIAL[op] = op == OP_PUSH20 || op == OP_PUSH32 || (op >= OP_LOG1 && op <= OP_LOG4);
+    }
     PyBuffer_Release(&halts);
     configured = 1;
     Py_RETURN_NONE;
@@ -59,6 +63,7 @@ typedef struct {
 
 typedef struct {
     int32_t first, last;  /* instruction index range [first, last] */
+    int32_t push_first;   /* index of the block's first PUSH1..PUSH4 value in the workspace's push values */
 } Block;
 
 /*
@@ -71,6 +76,7 @@ static struct {
     Instr *ins;
     Block *blocks;
     int32_t *block_of_dest, *stack;
+    uint32_t *push_vals;
     uint8_t *reach, *skel, *rops;
 } ws;
 
@@ -91,23 +97,14 @@ static int reserve(Py_ssize_t n) {
     if (skel) ws.skel = skel;
     uint8_t *rops = PyMem_Realloc(ws.rops, cap);
     if (rops) ws.rops = rops;
-    if (!ins || !blocks || !dest || !stack || !reach || !skel || !rops) {
+    uint32_t *push_vals = PyMem_Realloc(ws.push_vals, sizeof(uint32_t) * cap);
+    if (push_vals) ws.push_vals = push_vals;
+    if (!ins || !blocks || !dest || !stack || !reach || !skel || !rops || !push_vals) {
         PyErr_NoMemory();
         return -1;
     }
     ws.capacity = cap;
     return 0;
-}
-
-/* Big-endian value of a PUSH immediate of up to 4 bytes, missing bytes read as zero (EVM semantics). */
-static uint32_t small_push_value(const uint8_t *code, const Instr *in) {
-    int width = in->op - OP_PUSH0;
-    uint32_t v = 0;
-    for (int b = 0; b < width; b++) {
-        v <<= 8;
-        if (b < in->arg_len) v |= code[in->pos + 1 + b];
-    }
-    return v;
 }
 
 static int plausible_topic(const uint8_t *code, const Instr *in) {
@@ -166,7 +163,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     blocks = ws.blocks;
     block_of_dest = ws.block_of_dest;
     memset(block_of_dest, 0xff, sizeof(int32_t) * (n + 1)); /* every entry -1 */
-    Py_ssize_t ni = 0, nb = 0, cursor = 0, i = 0;
+    uint32_t *push_vals = ws.push_vals;
+    Py_ssize_t ni = 0, nb = 0, npush = 0, cursor = 0, i = 0;
     Py_ssize_t next_skip = nskip > 0 ? starts[0] : n;
     int new_block = 1;
     while (i < n) {
@@ -187,8 +185,15 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if (new_block || op == OP_JUMPDEST) {
             if (nb > 0) blocks[nb - 1].last = (int32_t)(ni - 1);
             blocks[nb].first = (int32_t)ni;
+            blocks[nb].push_first = (int32_t)npush;
             if (op == OP_JUMPDEST) block_of_dest[i] = (int32_t)nb;
             nb++;
+        }
+        if (op >= OP_PUSH1 && op <= OP_PUSH4) {
+            /* a candidate jump target; missing trailing bytes read as zero, as the EVM does */
+            uint32_t v = 0;
+            for (int32_t b = 0; b < op - OP_PUSH0; b++) v = (v << 8) | (b < have ? code[i + 1 + b] : 0);
+            push_vals[npush++] = v;
         }
         new_block = ENDS_BLOCK[op];
         ins[ni].pos = (int32_t)i;
@@ -199,6 +204,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         i += 1 + have;
     }
     if (nb > 0) blocks[nb - 1].last = (int32_t)(ni - 1);
+    blocks[nb].push_first = (int32_t)npush; /* sentinel: where the last block's pushes end */
 
     /* 3. reachability fixpoint */
     reach = ws.reach;
@@ -208,14 +214,11 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     if (nb > 0) { reach[0] = 1; stack[top++] = 0; }
     while (top > 0) {
         int32_t b = stack[--top];
-        for (int32_t k = blocks[b].first; k <= blocks[b].last; k++) {
-            uint8_t op = ins[k].op;
-            if (op >= OP_PUSH1 && op <= OP_PUSH4) {
-                uint32_t v = small_push_value(code, &ins[k]);
-                if (v < (uint32_t)n) {
-                    int32_t t = block_of_dest[v];
-                    if (t >= 0 && !reach[t]) { reach[t] = 1; stack[top++] = t; }
-                }
+        for (int32_t p = blocks[b].push_first; p < blocks[b + 1].push_first; p++) {
+            uint32_t v = push_vals[p];
+            if (v < (uint32_t)n) {
+                int32_t t = block_of_dest[v];
+                if (t >= 0 && !reach[t]) { reach[t] = 1; stack[top++] = t; }
             }
         }
         uint8_t last = ins[blocks[b].last].op;
@@ -233,14 +236,19 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     push20s = PyList_New(0);
     if (!topics || !push20s) goto done;
     Py_ssize_t nr = 0, rbytes = 0;
+    uint8_t seen[256];
+    memset(seen, 0, sizeof(seen));
     for (Py_ssize_t b = 0; b < nb; b++) {
         if (!reach[b]) continue;
+        int32_t first = blocks[b].first, last = blocks[b].last;
+        memcpy(rops + nr, skel + first, (size_t)(last - first + 1));
+        nr += last - first + 1;
         int32_t first_push32 = -1;
-        for (int32_t k = blocks[b].first; k <= blocks[b].last; k++) {
+        for (int32_t k = first; k <= last; k++) {
             uint8_t op = ins[k].op;
-            rops[nr++] = op;
-            rbytes += 1 + ins[k].arg_len;
-            opset[op >> 3] |= (uint8_t)(1u << (op & 7));
+            seen[op] = 1;
+            rbytes += 1 + ins[k].arg_len; /* not the block's span: a trailer may sit inside it */
+            if (!SPECIAL[op]) continue;
             if (op == OP_PUSH32 && first_push32 < 0) first_push32 = k;
             if (op == OP_PUSH20 && ins[k].arg_len == 20 && PyList_GET_SIZE(push20s) < MAX_PUSH20) {
                 PyObject *v = PyBytes_FromStringAndSize((const char *)code + ins[k].pos + 1, 20);
@@ -259,6 +267,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             }
         }
     }
+    for (int op = 0; op < 256; op++)
+        if (seen[op]) opset[op >> 3] |= (uint8_t)(1u << (op & 7));
     result = Py_BuildValue("(y#y#Oy#nnnO)", (const char *)rops, nr, (const char *)skel, ni, topics,
                            (const char *)opset, (Py_ssize_t)32, ni, nr, rbytes, push20s);
 

@@ -10,18 +10,22 @@ and only the best are verified by `similarity.compare`, so a query costs the sam
 
 from __future__ import annotations
 
+import math
 from array import array
 
 import numpy as np
 from datasketch import MinHashLSH
 
 from .interface import STANDARD_FEATURES
+from . import _match
 from .similarity import FORK_SCORE, MIN_FORK_JACCARD, ClassProfile, FeatureFrequency, Link, compare
 from .sketch import NUM_PERM
 
-# 32 bands of 4 values (128 of the 256): candidate probability 1-(1-J^4)^32 is 0.87 at J = 0.5 and 0.99 at
-# J = 0.6, so forks decided on opcode evidence alone are found; lower pairs come through the interface channel.
-LSH_BANDS, LSH_ROWS = 32, 4
+# 24 bands of 4 values (96 of the 256): candidate probability 1-(1-J^4)^24 is 0.79 at J = 0.5, 0.96 at 0.6 and
+# 0.999 at 0.7. Forks decided on opcode evidence alone sit in [0.5, 0.8) and a family links each class to many
+# others, so the few missed pairs rarely change a family; forks below come through the interface channel.
+# Each band costs datasketch a Python-level hash and dict operation on insert and on query.
+LSH_BANDS, LSH_ROWS = 24, 4
 MIN_SHARED_FEATURES = 2  # interface-channel candidates share at least this many distinctive features
 FOLLOWED_FEATURES = 6  # a query follows its rarest distinctive features, no more
 MAX_POSTING = 5000  # a feature on more classes than this is too common to enumerate
@@ -61,42 +65,42 @@ class SimilarityIndex:
         for feature in profile.features - STANDARD_FEATURES:
             self._postings.setdefault(feature, array("i")).append(row)
 
-    def _interface_rows(self, profile: ClassProfile) -> np.ndarray:
+    def _interface_rows(self, profile: ClassProfile) -> list[int]:
         # rarest first, ties by feature name: set order depends on the hash seed, results must not
         followed = sorted(
             (len(p), f)
             for f in profile.features - STANDARD_FEATURES
             if 0 < len(p := self._postings.get(f, ())) <= MAX_POSTING
         )[:FOLLOWED_FEATURES]
+        if not followed:
+            return []
         postings = [self._postings[f] for _, f in followed]
-        if not postings:
-            return np.empty(0, dtype=np.int64)
-        rows, counts = np.unique(np.concatenate([np.frombuffer(p, dtype=np.int32) for p in postings]), return_counts=True)
-        return rows[counts >= min(MIN_SHARED_FEATURES, len(postings))].astype(np.int64)
+        return _match.shared_rows(postings, min(MIN_SHARED_FEATURES, len(postings)), len(self._profiles))
 
     def links(self, profile: ClassProfile) -> list[Link]:
-        """Verified links from `profile` to indexed classes, best first (ties by key, so runs are stable)."""
-        lsh_rows = np.fromiter(self._lsh.query(profile.minhash), dtype=np.int64)
-        iface_rows = self._interface_rows(profile)
-        n_lsh = len(lsh_rows)
-        rows = np.concatenate([lsh_rows, iface_rows])
-        if len(rows) == 0:
-            return []
-        jaccard = np.count_nonzero(self._matrix[rows] == profile.sketch, axis=1) / NUM_PERM
-        chosen: dict[int, float] = {}
+        """Verified links from `profile` to indexed classes, best first (ties by row, so runs are stable)."""
+        matrix = self._matrix[: len(self._profiles)]
         # Below the fork score, opcode evidence needs interface evidence, which the interface channel brings;
         # so the opcode channel only verifies pairs its own evidence could carry.
-        channels = ((slice(0, n_lsh), VERIFY_BY_OPCODES, FORK_SCORE), (slice(n_lsh, None), VERIFY_BY_INTERFACE, MIN_FORK_JACCARD))
-        for part, limit, floor in channels:
-            r, j = rows[part], jaccard[part]
-            keep = j >= floor
-            r, j = r[keep], j[keep]
-            best = np.lexsort((r, -j))[:limit]
-            chosen.update(zip(r[best].tolist(), j[best].tolist()))
+        chosen = dict(
+            (row, count)
+            for count, row in _match.best_matches(
+                matrix, self._lsh.query(profile.minhash), profile.sketch, _agreeing(FORK_SCORE), VERIFY_BY_OPCODES
+            )
+        )
+        for count, row in _match.best_matches(
+            matrix, self._interface_rows(profile), profile.sketch, _agreeing(MIN_FORK_JACCARD), VERIFY_BY_INTERFACE
+        ):
+            chosen.setdefault(row, count)
         out = []
-        for row, jaccard in chosen.items():
+        for row, count in chosen.items():
             other = self._profiles[row]
-            if other.key != profile.key and (link := compare(profile, other, jaccard, self.frequency)) is not None:
+            if other.key != profile.key and (link := compare(profile, other, count / NUM_PERM, self.frequency)):
                 out.append(link)
         out.sort(key=lambda link: (-link.similarity, link.b))
         return out
+
+
+def _agreeing(jaccard: float) -> int:
+    """Sketch positions that must agree for an estimate of at least `jaccard`."""
+    return math.ceil(jaccard * NUM_PERM - 1e-9)

@@ -68,7 +68,8 @@ class _Weights(dict):
 class FeatureFrequency:
     """Document frequency of interface features over indexed classes (not members: clones must not count twice).
 
-    Weights are cached and refreshed once the index has grown by 5%: idf moves by under 0.05 meanwhile.
+    Weights are cached and refreshed once the index has grown by 10%: idf moves by under 0.1 meanwhile,
+    against typical weights of 5 to 9.
     """
 
     def __init__(self) -> None:
@@ -83,7 +84,7 @@ class FeatureFrequency:
         self.counts.update(features)
 
     def weights(self) -> _Weights:
-        if self.classes > self._weights_at * 1.05 + 1:
+        if self.classes > self._weights_at * 1.10 + 1:
             self._weights = _Weights(self)
             self._weights_at = self.classes
         return self._weights

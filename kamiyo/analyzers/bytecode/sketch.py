@@ -36,7 +36,7 @@ def estimate_jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def as_minhash(values: np.ndarray) -> LeanMinHash:
-    return LeanMinHash(seed=SEED, hashvalues=values.astype(np.uint64), scheme=SCHEME)
+    return LeanMinHash(seed=SEED, hashvalues=values, scheme=SCHEME)  # uint32 already: no conversion
 
 
 def serialize(values: np.ndarray) -> bytes:
