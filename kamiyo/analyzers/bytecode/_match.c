@@ -1,6 +1,7 @@
 /*
- * Hot loops of the similarity index (index.py): scoring LSH candidates against the matrix of sketches and
- * counting shared interface features over posting lists. Python decides what the scores mean; this file
+ * Hot loops of the similarity index (index.py, similarity.py): scoring LSH candidates against the matrix of
+ * sketches, counting shared interface features over posting lists, and summing idf weights of interned
+ * features. Python decides what the scores mean; this file
  * only replaces per-candidate Python and numpy call overhead, which dominated the index's time.
  * Every function holds the GIL throughout, so the grow-only scratch counter below is safe.
  */
@@ -100,14 +101,13 @@ static PyObject *shared_rows(PyObject *self, PyObject *args) {
         counter = grown;
         counter_cap = n_rows;
     }
-    Py_ssize_t np = PyList_GET_SIZE(postings), total = 0;
+    Py_ssize_t np = PyList_GET_SIZE(postings);
     Py_buffer *bufs = PyMem_Calloc(np ? np : 1, sizeof(Py_buffer));
     PyObject *out = NULL;
     Py_ssize_t got = 0;
     if (!bufs) return PyErr_NoMemory();
     for (; got < np; got++) {
         if (PyObject_GetBuffer(PyList_GET_ITEM(postings, got), &bufs[got], PyBUF_SIMPLE) < 0) goto done;
-        total += bufs[got].len / 4;
     }
     out = PyList_New(0);
     if (!out) goto done;
@@ -135,11 +135,79 @@ static PyObject *shared_rows(PyObject *self, PyObject *args) {
 done:
     for (Py_ssize_t p = 0; p < got; p++) PyBuffer_Release(&bufs[p]);
     PyMem_Free(bufs);
-    (void)total;
+    return out;
+}
+
+#define FLAG_STANDARD 1
+#define FLAG_TOPIC 2
+
+/* weight_sums(ids, weights, flags) -> (all, selectors, topics): interface weight totals of one class */
+static PyObject *weight_sums(PyObject *self, PyObject *args) {
+    Py_buffer ids, w, flags;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &ids, &w, &flags)) return NULL;
+    const int32_t *id = ids.buf;
+    const double *weight = w.buf;
+    const uint8_t *flag = flags.buf;
+    Py_ssize_t n = ids.len / 4, nw = w.len / 8;
+    double sel = 0, top = 0;
+    PyObject *out = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (id[i] < 0 || id[i] >= nw || id[i] >= flags.len) {
+            PyErr_SetString(PyExc_IndexError, "feature id out of range");
+            goto done;
+        }
+        if (flag[id[i]] & FLAG_TOPIC) top += weight[id[i]];
+        else sel += weight[id[i]];
+    }
+    out = Py_BuildValue("(ddd)", sel + top, sel, top);
+done:
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&flags);
+    return out;
+}
+
+/*
+ * shared_weights(ids_a, ids_b, weights, flags) -> (selectors, topics, distinctive, n_distinctive)
+ * ids_a and ids_b are sorted int32 buffers; the sums run over their intersection, "distinctive" over the
+ * shared features that are not in a standard interface.
+ */
+static PyObject *shared_weights(PyObject *self, PyObject *args) {
+    Py_buffer a, b, w, flags;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*", &a, &b, &w, &flags)) return NULL;
+    const int32_t *x = a.buf, *y = b.buf;
+    const double *weight = w.buf;
+    const uint8_t *flag = flags.buf;
+    Py_ssize_t na = a.len / 4, nb = b.len / 4, nw = w.len / 8, i = 0, j = 0;
+    double sel = 0, top = 0, distinctive = 0;
+    long n_distinctive = 0;
+    PyObject *out = NULL;
+    while (i < na && j < nb) {
+        if (x[i] < y[j]) { i++; continue; }
+        if (x[i] > y[j]) { j++; continue; }
+        int32_t f = x[i];
+        if (f < 0 || f >= nw || f >= flags.len) {
+            PyErr_SetString(PyExc_IndexError, "feature id out of range");
+            goto done;
+        }
+        if (flag[f] & FLAG_TOPIC) top += weight[f];
+        else sel += weight[f];
+        if (!(flag[f] & FLAG_STANDARD)) { distinctive += weight[f]; n_distinctive++; }
+        i++;
+        j++;
+    }
+    out = Py_BuildValue("(dddl)", sel, top, distinctive, n_distinctive);
+done:
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&flags);
     return out;
 }
 
 static PyMethodDef methods[] = {
+    {"weight_sums", weight_sums, METH_VARARGS, "weight_sums(ids, weights, flags) -> (all, selectors, topics)"},
+    {"shared_weights", shared_weights, METH_VARARGS, "shared_weights(ids_a, ids_b, weights, flags) -> tuple"},
     {"best_matches", best_matches, METH_VARARGS, "best_matches(matrix, rows, sketch, min_count, limit) -> list"},
     {"shared_rows", shared_rows, METH_VARARGS, "shared_rows(postings, need, n_rows) -> list[int]"},
     {NULL, NULL, 0, NULL},

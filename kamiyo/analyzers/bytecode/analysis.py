@@ -5,7 +5,6 @@ The result is a frozen value object; `to_json` is the stable shape of `kamiyo an
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +18,7 @@ from .sketch import opcode_sketch
 
 SCHEMA_VERSION = 1
 CREATE, CREATE2, SELFDESTRUCT, DELEGATECALL = 0xF0, 0xF5, 0xFF, 0xF4
-_HEX = re.compile(r"(?:0x)?([0-9a-fA-F]*)\Z")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +77,20 @@ class CodeAnalysis:
 
 def parse_hex(text: str) -> bytes:
     """`0x`-prefixed or bare hex → bytes; a clear BytecodeError otherwise (whitespace around is ignored)."""
-    m = _HEX.match(text.strip())
-    if m is None:
-        bad = next((c for c in text.strip().removeprefix("0x") if c not in "0123456789abcdefABCDEF"), "?")
+    digits = text.strip()
+    if digits[:2] in ("0x", "0X"):
+        digits = digits[2:]
+    try:
+        code = bytes.fromhex(digits)
+    except ValueError:
+        code = None
+    # bytes.fromhex also accepts spaces between bytes; bytecode has none, so the length must match exactly
+    if code is not None and 2 * len(code) == len(digits):
+        return code
+    bad = next((c for c in digits if c not in _HEX_DIGITS), None)
+    if bad is not None:
         raise BytecodeError(f"not hex bytecode: unexpected character {bad!r}")
-    digits = m.group(1)
-    if len(digits) % 2:
-        raise BytecodeError(f"not hex bytecode: odd number of hex digits ({len(digits)})")
-    return bytes.fromhex(digits)
+    raise BytecodeError(f"not hex bytecode: odd number of hex digits ({len(digits)})")
 
 
 def analyze_code(code: bytes) -> CodeAnalysis:

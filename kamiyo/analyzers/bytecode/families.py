@@ -114,7 +114,7 @@ def build_families(
     ]
     frequency = FeatureFrequency()
     for p in profiles:
-        frequency.add(p.features)
+        frequency.add(frequency.intern(p.features))
     index = SimilarityIndex(frequency)
     links: list[Link] = []
     for n, profile in enumerate(profiles, 1):

@@ -39,6 +39,8 @@ class SimilarityIndex:
         self._lsh = MinHashLSH(num_perm=NUM_PERM, params=(LSH_BANDS, LSH_ROWS))
         self._postings: dict[str, array] = {}
         self._profiles: list[ClassProfile] = []
+        self._feature_ids: list[array] = []  # per row: the class's interned feature ids
+        self._last_ids: tuple[str | None, array] = (None, array("i"))
         self._row: dict[str, int] = {}
         self._matrix = np.empty((64, NUM_PERM), dtype=np.uint32)
         self._counting = frequency is None
@@ -57,13 +59,25 @@ class SimilarityIndex:
         if row == len(self._matrix):
             self._matrix = np.concatenate([self._matrix, np.empty_like(self._matrix)])
         self._matrix[row] = profile.sketch
+        ids = self._ids_of(profile)
         self._profiles.append(profile)
+        self._feature_ids.append(ids)
         self._row[profile.key] = row
         self._lsh.insert(row, profile.minhash, check_duplication=False)
         if self._counting:
-            self.frequency.add(profile.features)
+            self.frequency.add(ids)
+        postings = self._postings
         for feature in profile.features - STANDARD_FEATURES:
-            self._postings.setdefault(feature, array("i")).append(row)
+            posting = postings.get(feature)
+            if posting is None:
+                posting = postings[feature] = array("i")
+            posting.append(row)
+
+    def _ids_of(self, profile: ClassProfile) -> array:
+        # a class is queried, then inserted: intern its features once for both
+        if self._last_ids[0] != profile.key:
+            self._last_ids = (profile.key, self.frequency.intern(profile.features))
+        return self._last_ids[1]
 
     def _interface_rows(self, profile: ClassProfile) -> list[int]:
         # rarest first, ties by feature name: set order depends on the hash seed, results must not
@@ -93,9 +107,13 @@ class SimilarityIndex:
         ):
             chosen.setdefault(row, count)
         out = []
+        ids = self._ids_of(profile)
         for row, count in chosen.items():
             other = self._profiles[row]
-            if other.key != profile.key and (link := compare(profile, other, count / NUM_PERM, self.frequency)):
+            if other.key == profile.key:
+                continue
+            link = compare(profile, ids, other, self._feature_ids[row], count / NUM_PERM, self.frequency)
+            if link is not None:
                 out.append(link)
         out.sort(key=lambda link: (-link.similarity, link.b))
         return out

@@ -13,12 +13,13 @@ match only counts in full once it rests on several distinctive features.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
 from datasketch import LeanMinHash
 
+from . import _match
 from .interface import STANDARD_FEATURES
 from .sketch import as_minhash
 
@@ -28,6 +29,9 @@ MIN_FORK_JACCARD = 0.12  # recompiled code still shares compiler idioms; unrelat
 DISTINCTIVE_FOR_FULL_CONFIDENCE = 4  # distinctive shared features (in rare-feature units) for full confidence
 PRIOR_CLASSES = 1000  # pseudo-classes in which no feature appears: unseen features are presumed rare
 SIBLING_MAX_INTERFACE = 0.25  # both sides have their own distinctive interface yet share little of it
+REFRESH_GROWTH = 1.10  # weights are recomputed when the class count (prior included) grew by this factor
+
+_STANDARD, _TOPIC = 1, 2  # feature flags, as _match reads them
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +42,6 @@ class ClassProfile:
     topics: frozenset[str]
     features: frozenset[str] = frozenset()
     distinctive: int = 0  # features outside the standard interfaces
-
     minhash: LeanMinHash | None = None  # the sketch in datasketch's type, made once for LSH insert and query
 
     @classmethod
@@ -48,63 +51,71 @@ class ClassProfile:
         return cls(key, sketch, sels, tops, features, len(features - STANDARD_FEATURES), as_minhash(sketch))
 
 
-class _Weights(dict):
-    """feature -> idf weight, computed on first use (so sums over sets run at C speed via map)."""
-
-    def __init__(self, freq: FeatureFrequency) -> None:
-        super().__init__()
-        self.freq = freq
-
-    def __missing__(self, feature: str) -> float:
-        freq = self.freq
-        total = freq.classes + PRIOR_CLASSES
-        df = freq.counts.get(feature, 0)
-        if feature in STANDARD_FEATURES:
-            df = max(df, total / 2)
-        w = self[feature] = math.log((total + 1) / (df + 1))
-        return w
-
-
 class FeatureFrequency:
     """Document frequency of interface features over indexed classes (not members: clones must not count twice).
 
-    Weights are cached and refreshed once the index has grown by 10%: idf moves by under 0.1 meanwhile,
-    against typical weights of 5 to 9.
+    Features are interned to small integers so that the sums over shared features run in C (`_match`).
+    Weights are cached and refreshed once the class count (prior included) has grown by 10%: idf moves by
+    under 0.1 meanwhile, against typical weights of 5 to 9.
     """
 
     def __init__(self) -> None:
         self.classes = 0
-        self.counts: Counter[str] = Counter()
-        self._weights = _Weights(self)
-        self._weights_at = 0
-        self._totals: dict[str, tuple[int, float]] = {}
+        self._ids: dict[str, int] = {}
+        self._df = array("i")
+        self._flags = bytearray()
+        self._weights = np.empty(0)
+        self._weights_at = -1  # class count when the weights were computed
+        self._totals: dict[str, tuple[int, tuple[float, float, float]]] = {}
 
-    def add(self, features: frozenset[str]) -> None:
+    def intern(self, features: frozenset[str]) -> array:
+        """Sorted ids of `features`, new ones registered with a frequency of zero."""
+        ids = self._ids
+        for feature in features:
+            if feature not in ids:
+                ids[feature] = len(self._df)
+                self._df.append(0)
+                self._flags.append((_STANDARD if feature in STANDARD_FEATURES else 0) | (_TOPIC if len(feature) == 66 else 0))
+        return array("i", sorted(ids[f] for f in features))
+
+    def add(self, ids: array) -> None:
         self.classes += 1
-        self.counts.update(features)
+        df = self._df
+        for i in ids:
+            df[i] += 1
 
-    def weights(self) -> _Weights:
-        if self.classes > self._weights_at * 1.10 + 1:
-            self._weights = _Weights(self)
-            self._weights_at = self.classes
+    def weights(self) -> np.ndarray:
+        total = self.classes + PRIOR_CLASSES
+        stale = total > (self._weights_at + PRIOR_CLASSES) * REFRESH_GROWTH
+        if stale or len(self._weights) < len(self._df):
+            start = 0 if stale else len(self._weights)
+            at = self.classes if stale else self._weights_at
+            df = np.frombuffer(self._df, dtype=np.int32)[start:].astype(np.float64)
+            standard = np.frombuffer(self._flags, dtype=np.uint8)[start:] & _STANDARD
+            t = at + PRIOR_CLASSES
+            df = np.where(standard != 0, np.maximum(df, t / 2), df)
+            fresh = np.log((t + 1) / (df + 1))
+            self._weights = fresh if stale else np.concatenate([self._weights, fresh])
+            self._weights_at = at
         return self._weights
 
     def weight(self, feature: str) -> float:
-        return self.weights()[feature]
-
-    def sum(self, features) -> float:
-        return sum(map(self.weights().__getitem__, features))
+        return float(self.weights()[self._ids[feature]]) if feature in self._ids else math.log(PRIOR_CLASSES + 1)
 
     def rare_weight(self) -> float:
         return math.log((self.classes + PRIOR_CLASSES + 1) / 2)
 
-    def totals(self, profile: ClassProfile) -> tuple[float, float, float]:
-        """(all features, selectors, topics) weight totals of a profile, cached per weight generation."""
-        cached = self._totals.get(profile.key)
+    def totals(self, key: str, ids: array) -> tuple[float, float, float]:
+        """(all features, selectors, topics) weight totals of a class, cached per weight generation."""
+        weights = self.weights()
+        cached = self._totals.get(key)
         if cached is None or cached[0] != self._weights_at:
-            sel, top = self.sum(profile.selectors), self.sum(profile.topics)
-            cached = self._totals[profile.key] = (self._weights_at, sel + top, sel, top)
-        return cached[1:]
+            cached = self._totals[key] = (self._weights_at, _match.weight_sums(ids, weights, self._flags))
+        return cached[1]
+
+    def shared(self, ids_a: array, ids_b: array) -> tuple[float, float, float, int]:
+        """(selector weight, topic weight, distinctive weight, distinctive count) of the shared features."""
+        return _match.shared_weights(ids_a, ids_b, self.weights(), self._flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,24 +132,15 @@ def _ratio(shared: float, a: float, b: float) -> float:
     return shared / union if union > 0 else 0.0
 
 
-def compare(pa: ClassProfile, pb: ClassProfile, jaccard: float, freq: FeatureFrequency) -> Link | None:
+def compare(
+    pa: ClassProfile, ids_a: array, pb: ClassProfile, ids_b: array, jaccard: float, freq: FeatureFrequency
+) -> Link | None:
     """Verify one candidate pair given its estimated opcode Jaccard; None when they are not one lineage."""
     if jaccard < MIN_FORK_JACCARD or (jaccard < FORK_SCORE and not (pa.distinctive and pb.distinctive)):
         return None  # without distinctive features on both sides the interface cannot lift the score
-    weights = freq.weights()
-    w_sel = w_top = mass = 0.0
-    n_distinctive = 0
-    for feature in pa.features & pb.features:  # one pass: selectors are 10 characters, topics 66
-        w = weights[feature]
-        if len(feature) == 10:
-            w_sel += w
-        else:
-            w_top += w
-        if feature not in STANDARD_FEATURES:
-            mass += w
-            n_distinctive += 1
-    all_a, sel_a, top_a = freq.totals(pa)
-    all_b, sel_b, top_b = freq.totals(pb)
+    w_sel, w_top, mass, n_distinctive = freq.shared(ids_a, ids_b)
+    all_a, sel_a, top_a = freq.totals(pa.key, ids_a)
+    all_b, sel_b, top_b = freq.totals(pb.key, ids_b)
     iface = _ratio(w_sel + w_top, all_a, all_b)
     confidence = min(1.0, mass / freq.rare_weight() / DISTINCTIVE_FOR_FULL_CONFIDENCE)
     score = max(jaccard, (jaccard + iface * confidence) / 2)
