@@ -2,9 +2,10 @@
 
 Three measurements over every contract in the corpus (or a sample of it, for the slow baseline):
 - baseline: evmdasm disassembly, opcode-name 5-grams, datasketch MinHash(256) per shingle, MinHashLSH insert;
-- product, one core, cold: a fresh interpreter that loads the corpus, then times parse → `analyze_code` →
-  `SimilarityIndex.links` + `insert` per new class, in input order;
-- product, two processes: `analyze_code` in a pool of two, the index fed in input order in the parent.
+- product, one core, cold: a fresh interpreter that loads the corpus, then times parse → `ClassTable.analyze`
+  (every contract identified; a new exact-clone class analysed and sketched) → `SimilarityIndex.links` +
+  `insert` per new class, in input order;
+- product, two processes: the same analysis in a pool of two, the index fed in input order in the parent.
 
 It prints a table and appends a dated section to BENCHMARKS.md. It is not a test and asserts nothing; it must
 not change anything but BENCHMARKS.md.
@@ -171,16 +172,17 @@ class _Feeder:
 
 
 def worker_serial(rows: list[tuple[str, str]]) -> dict:
-    from kamiyo.analyzers.bytecode.analysis import analyze_code, parse_hex
+    from kamiyo.analyzers.bytecode.analysis import ClassTable, parse_hex
 
     feeder = _Feeder()
+    table = ClassTable()
     rss_before = rss_mib()
     analysis_s = index_s = 0.0
     wall0, cpu0 = time.perf_counter(), time.process_time()
     bar = tqdm(total=len(rows), desc="product, 1 core", unit="contract", file=sys.stderr)
     for i, (_, code) in enumerate(rows):
         t0 = time.perf_counter()
-        a = analyze_code(parse_hex(code))
+        a, _new = table.analyze(parse_hex(code))
         t1 = time.perf_counter()
         feeder.feed(a.skeleton_hash, a.sketch, a.selectors, a.event_topics)
         t2 = time.perf_counter()
@@ -213,13 +215,19 @@ def worker_serial(rows: list[tuple[str, str]]) -> dict:
     return out
 
 
+_TABLE = None  # one ClassTable per pool process, kept across chunks
+
+
 def _analyze_chunk(codes: list[str]) -> list[tuple]:
     """Pool task: only what the index needs crosses back, to keep pickling off the critical path."""
-    from kamiyo.analyzers.bytecode.analysis import analyze_code, parse_hex
+    global _TABLE
+    from kamiyo.analyzers.bytecode.analysis import ClassTable, parse_hex
 
+    if _TABLE is None:
+        _TABLE = ClassTable()
     out = []
     for code in codes:
-        a = analyze_code(parse_hex(code))
+        a, _new = _TABLE.analyze(parse_hex(code))
         out.append((a.skeleton_hash, a.sketch, a.selectors, a.event_topics))
     return out
 

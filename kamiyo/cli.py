@@ -67,7 +67,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_families(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .analyzers.bytecode.analysis import analyze_code
+    from .analyzers.bytecode.analysis import ClassTable
     from .analyzers.bytecode.families import build_families, to_graph
     from .analyzers.bytecode.graph import FORMATS, export_graph
 
@@ -78,6 +78,7 @@ def cmd_families(args: argparse.Namespace) -> int:
     skipped: list[str] = []
     items = []
     seen: dict[str, bytes] = {}
+    table = ClassTable()
     with tqdm(desc="analysing", unit=" contracts", delay=1.0, file=sys.stderr) as bar:
         for cid, code in read_inputs([Path(p) for p in args.input], skipped):
             if cid in seen:  # one contract listed twice (corpora overlap) is fine; one id for two codes is not
@@ -85,7 +86,7 @@ def cmd_families(args: argparse.Namespace) -> int:
                     raise InputError(f"contract id {cid!r} appears twice with different code")
                 continue
             seen[cid] = code
-            items.append((cid, analyze_code(code)))
+            items.append((cid, table.analyze(code)[0]))
             bar.update()
     for line in skipped:
         print(f"kamiyo: {line}", file=sys.stderr)

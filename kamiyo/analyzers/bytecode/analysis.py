@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import BytecodeError
-from .classify import PROXY_KINDS, classify
+from .classify import PROXY_KINDS, Classification, classify
 from .interface import event_topics, selectors
-from .normalize import normalize, skeleton_digest
+from .normalize import NormalizedCode, normalize, skeleton_digest
 from .metadata import Trailer
 from .sketch import opcode_sketch
 
@@ -93,27 +93,53 @@ def parse_hex(text: str) -> bytes:
     raise BytecodeError(f"not hex bytecode: odd number of hex digits ({len(digits)})")
 
 
-def analyze_code(code: bytes) -> CodeAnalysis:
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a contract is and which exact-clone class it falls in: the cheap first half of the analysis.
+
+    A pipeline that already knows the class stops here; sketching and selector extraction are for new classes.
+    """
+
+    code: bytes
+    norm: NormalizedCode
+    classification: Classification
+    skeleton_hash: str
+    selectors: tuple[str, ...] | None  # known already when classification needed them
+
+
+def identify(code: bytes) -> Identity:
     norm = normalize(code)
-    sels = selectors(code)
-    kind = classify(code, norm, sels)
-    proxy = kind.kind in PROXY_KINDS
+    found: list[tuple[str, ...]] = []
+
+    def selectors_once() -> tuple[str, ...]:
+        if not found:
+            found.append(selectors(code))
+        return found[0]
+
+    kind = classify(code, norm, selectors_once)
     # Proxies to one implementation are one class (however the address is encoded), never all proxies one class;
     # a proxy that does not name its implementation is hashed whole.
     if kind.kind in ("eip1167", "eip7702"):
         skeleton = skeleton_digest(f"{kind.kind}:{kind.implementation}".encode())
-    elif proxy:
+    elif kind.kind in PROXY_KINDS:
         skeleton = skeleton_digest(b"proxy:" + code)
     else:
         skeleton = norm.skeleton_hash
+    return Identity(code, norm, kind, skeleton, found[0] if found else None)
+
+
+def analyze_code(code: bytes | Identity) -> CodeAnalysis:
+    ident = code if isinstance(code, Identity) else identify(code)
+    norm, kind = ident.norm, ident.classification
+    similarity_material = kind.kind not in PROXY_KINDS and kind.kind != "empty"
     return CodeAnalysis(
-        size=len(code),
+        size=len(ident.code),
         kind=kind.kind,
         implementation=kind.implementation,
         proxy_standard=kind.standard,
         trailers=norm.trailers,
-        skeleton_hash=skeleton,
-        selectors=sels,
+        skeleton_hash=ident.skeleton_hash,
+        selectors=ident.selectors if ident.selectors is not None else selectors(ident.code),
         event_topics=event_topics(norm.topic_candidates),
         instructions=norm.instructions,
         reachable_instructions=norm.reachable_instructions,
@@ -121,5 +147,22 @@ def analyze_code(code: bytes) -> CodeAnalysis:
         creates_contracts=norm.has_opcode(CREATE) or norm.has_opcode(CREATE2),
         can_selfdestruct=norm.has_opcode(SELFDESTRUCT),
         delegates=norm.has_opcode(DELEGATECALL),
-        sketch=None if proxy or kind.kind == "empty" else opcode_sketch(norm.reachable_ops),
+        sketch=opcode_sketch(norm.reachable_ops) if similarity_material else None,
     )
+
+
+class ClassTable:
+    """Exact-clone classes collapse before sketching: each class is analysed in full once, later members only
+    identified (decode and skeleton), which is most of what a chain deploys."""
+
+    def __init__(self) -> None:
+        self.by_skeleton: dict[str, CodeAnalysis] = {}
+
+    def analyze(self, code: bytes) -> tuple[CodeAnalysis, bool]:
+        """(the analysis of the class `code` belongs to, whether that class is new)."""
+        ident = identify(code)
+        known = self.by_skeleton.get(ident.skeleton_hash)
+        if known is not None:
+            return known, False
+        analysis = self.by_skeleton[ident.skeleton_hash] = analyze_code(ident)
+        return analysis, True

@@ -7,6 +7,7 @@ otherwise fall into one giant class); what matters is the implementation it dele
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from eth_hash.auto import keccak
@@ -75,7 +76,8 @@ def _minimal_proxy(code: bytes) -> Classification | None:
     return None
 
 
-def classify(code: bytes, norm: NormalizedCode, selectors: tuple[str, ...]) -> Classification:
+def classify(code: bytes, norm: NormalizedCode, selectors: Callable[[], tuple[str, ...]]) -> Classification:
+    """`selectors` is called only for delegating code, the one case where the interface decides the kind."""
     if not code:
         return Classification("empty")
     if len(code) == 23 and code.startswith(_EIP7702_PREFIX):
@@ -84,7 +86,7 @@ def classify(code: bytes, norm: NormalizedCode, selectors: tuple[str, ...]) -> C
         return minimal
     if _LIBRARY_GUARD.match(code):
         return Classification("library")
-    if norm.has_opcode(DELEGATECALL) and norm.has_opcode(CALLDATASIZE) and len(selectors) <= MAX_PROXY_SELECTORS:
+    if norm.has_opcode(DELEGATECALL) and norm.has_opcode(CALLDATASIZE) and len(selectors()) <= MAX_PROXY_SELECTORS:
         standard = next((name for name, slot in PROXY_SLOTS.items() if b"\x7f" + slot in code), None)
         if standard is not None or norm.reachable_bytes <= MAX_FORWARDER_BYTES:
             targets = {v for v in norm.push20_values if v.strip(b"\x00") and v != b"\xff" * 20}

@@ -31,6 +31,9 @@ FOLLOWED_FEATURES = 6  # a query follows its rarest distinctive features, no mor
 MAX_POSTING = 5000  # a feature on more classes than this is too common to enumerate
 VERIFY_BY_OPCODES = 12  # best opcode-channel candidates verified per query
 VERIFY_BY_INTERFACE = 8  # best interface-channel candidates verified per query
+# A class this close to one already in the LSH stays out of it: queries reach it through that representative
+# (1 - J is a metric, so J >= 0.5 to it implies J >= 0.45 to the representative) and buckets stay small.
+NEAR_DUPLICATE_JACCARD = 0.95
 
 
 class SimilarityIndex:
@@ -41,6 +44,7 @@ class SimilarityIndex:
         self._profiles: list[ClassProfile] = []
         self._feature_ids: list[array] = []  # per row: the class's interned feature ids
         self._last_ids: tuple[str | None, array] = (None, array("i"))
+        self._best_agreement: tuple[str | None, int] = (None, 0)  # of the last query: (key, agreeing positions)
         self._row: dict[str, int] = {}
         self._matrix = np.empty((64, NUM_PERM), dtype=np.uint32)
         self._counting = frequency is None
@@ -63,7 +67,9 @@ class SimilarityIndex:
         self._profiles.append(profile)
         self._feature_ids.append(ids)
         self._row[profile.key] = row
-        self._lsh.insert(row, profile.minhash, check_duplication=False)
+        queried, agreement = self._best_agreement
+        if queried != profile.key or agreement < _agreeing(NEAR_DUPLICATE_JACCARD):
+            self._lsh.insert(row, profile.minhash, check_duplication=False)
         if self._counting:
             self.frequency.add(ids)
         postings = self._postings
@@ -96,18 +102,18 @@ class SimilarityIndex:
         matrix = self._matrix[: len(self._profiles)]
         # Below the fork score, opcode evidence needs interface evidence, which the interface channel brings;
         # so the opcode channel only verifies pairs its own evidence could carry.
-        chosen = dict(
-            (row, count)
-            for count, row in _match.best_matches(
-                matrix, self._lsh.query(profile.minhash), profile.sketch, _agreeing(FORK_SCORE), VERIFY_BY_OPCODES
-            )
+        by_opcodes = _match.best_matches(
+            matrix, self._lsh.query(profile.minhash), profile.sketch, _agreeing(FORK_SCORE), VERIFY_BY_OPCODES
         )
+        self._best_agreement = (profile.key, by_opcodes[0][0] if by_opcodes else 0)
+        chosen = {row: count for count, row in by_opcodes}
         for count, row in _match.best_matches(
             matrix, self._interface_rows(profile), profile.sketch, _agreeing(MIN_FORK_JACCARD), VERIFY_BY_INTERFACE
         ):
             chosen.setdefault(row, count)
         out = []
         ids = self._ids_of(profile)
+        self.frequency.weights()  # refreshed once per query; compare reads them as they are
         for row, count in chosen.items():
             other = self._profiles[row]
             if other.key == profile.key:

@@ -106,16 +106,18 @@ class FeatureFrequency:
         return math.log((self.classes + PRIOR_CLASSES + 1) / 2)
 
     def totals(self, key: str, ids: array) -> tuple[float, float, float]:
-        """(all features, selectors, topics) weight totals of a class, cached per weight generation."""
-        weights = self.weights()
+        """(all features, selectors, topics) weight totals of a class, cached per weight generation.
+
+        Like `shared`, this uses the weights as last refreshed: a query calls `weights()` once first.
+        """
         cached = self._totals.get(key)
         if cached is None or cached[0] != self._weights_at:
-            cached = self._totals[key] = (self._weights_at, _match.weight_sums(ids, weights, self._flags))
+            cached = self._totals[key] = (self._weights_at, _match.weight_sums(ids, self._weights, self._flags))
         return cached[1]
 
     def shared(self, ids_a: array, ids_b: array) -> tuple[float, float, float, int]:
         """(selector weight, topic weight, distinctive weight, distinctive count) of the shared features."""
-        return _match.shared_weights(ids_a, ids_b, self.weights(), self._flags)
+        return _match.shared_weights(ids_a, ids_b, self._weights, self._flags)
 
 
 @dataclass(frozen=True, slots=True)
