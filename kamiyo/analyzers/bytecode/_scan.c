@@ -23,6 +23,7 @@
 static uint8_t HALTS[256];      /* 1 when the opcode ends execution (or is undefined) */
 static uint8_t ENDS_BLOCK[256]; /* HALTS, JUMP and JUMPI: the next instruction starts a block */
 static uint8_t SPECIAL[256];    /* PUSH20, PUSH32, LOG1..LOG4: what the output pass looks at */
+static uint8_t IS_LOG[256];     /* LOG1..LOG4 */
 static int configured = 0;
 
 #define OP_JUMP 0x56
@@ -48,7 +49,8 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     memcpy(HALTS, halts.buf, 256);
     for (int op = 0; op < 256; op++) {
         ENDS_BLOCK[op] = HALTS[op] || op == OP_JUMP || op == OP_JUMPI;
-        SPECIAL[op] = op == OP_PUSH20 || op == OP_PUSH32 || (op >= OP_LOG1 && op <= OP_LOG4);
+        IS_LOG[op] = op >= OP_LOG1 && op <= OP_LOG4;
+        SPECIAL[op] = op == OP_PUSH20 || op == OP_PUSH32 || IS_LOG[op];
     }
     PyBuffer_Release(&halts);
     configured = 1;
@@ -64,6 +66,7 @@ typedef struct {
 typedef struct {
     int32_t first, last;  /* instruction index range [first, last] */
     int32_t push_first;   /* index of the block's first PUSH1..PUSH4 value in the workspace's push values */
+    uint8_t has_log;      /* the block contains LOG1..LOG4 */
 } Block;
 
 /*
@@ -104,6 +107,17 @@ static int reserve(Py_ssize_t n) {
         return -1;
     }
     ws.capacity = cap;
+    return 0;
+}
+
+static int emits_after_return(const Block *blocks, Py_ssize_t b, const uint32_t *push_vals,
+                              const int32_t *block_of_dest, const uint8_t *reach, Py_ssize_t n) {
+    for (int32_t p = blocks[b].push_first; p < blocks[b + 1].push_first; p++) {
+        uint32_t v = push_vals[p];
+        if (v >= (uint32_t)n) continue;
+        int32_t t = block_of_dest[v];
+        if (t >= 0 && reach[t] && blocks[t].has_log) return 1;
+    }
     return 0;
 }
 
@@ -186,6 +200,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             if (nb > 0) blocks[nb - 1].last = (int32_t)(ni - 1);
             blocks[nb].first = (int32_t)ni;
             blocks[nb].push_first = (int32_t)npush;
+            blocks[nb].has_log = 0;
             if (op == OP_JUMPDEST) block_of_dest[i] = (int32_t)nb;
             nb++;
         }
@@ -196,6 +211,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             push_vals[npush++] = v;
         }
         new_block = ENDS_BLOCK[op];
+        blocks[nb - 1].has_log |= IS_LOG[op];
         ins[ni].pos = (int32_t)i;
         ins[ni].arg_len = have;
         ins[ni].op = op;
@@ -264,6 +280,16 @@ static PyObject *scan(PyObject *self, PyObject *args) {
                     Py_DECREF(v);
                 }
                 first_push32 = -1;
+            }
+        }
+        /* PUSH32s left after the block's last LOG still name an event when the block pushes the return
+         * address of a block that logs: `PUSH32 topic, PUSH2 ret, …, JUMP encoder` and `ret: … LOGn`. */
+        if (first_push32 >= 0 && emits_after_return(blocks, b, push_vals, block_of_dest, reach, n)) {
+            for (int32_t q = first_push32; q <= last; q++) {
+                if (ins[q].op != OP_PUSH32 || !plausible_topic(code, &ins[q])) continue;
+                PyObject *v = PyBytes_FromStringAndSize((const char *)code + ins[q].pos + 1, 32);
+                if (!v || PyList_Append(topics, v) < 0) { Py_XDECREF(v); goto done; }
+                Py_DECREF(v);
             }
         }
     }
