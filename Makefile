@@ -20,11 +20,10 @@ $(NODE_INSTALLED): package.json package-lock.json
 
 demo: $(INSTALLED)
 	@mkdir -p out
-	$(VENV)/bin/kamiyo families --input $(DATA) --format text --out out/families.txt
+	$(VENV)/bin/kamiyo families --input $(DATA) --format text --out out/families.txt \
+		--export json=out/families.json --export graphml=out/families.graphml --export png=out/families.png
 	@cat out/families.txt
-	$(VENV)/bin/kamiyo families --input $(DATA) --format json --out out/families.json
-	$(VENV)/bin/kamiyo families --input $(DATA) --format graphml --out out/families.graphml
-	@echo "wrote out/families.txt, out/families.json and out/families.graphml"
+	@echo "wrote out/families.txt, out/families.json, out/families.graphml and a picture: out/families.png"
 
 test: $(INSTALLED) $(NODE_INSTALLED)
 	$(PY) -m pytest

@@ -68,11 +68,12 @@ def cmd_families(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .analyzers.bytecode.analysis import ClassTable
-    from .analyzers.bytecode.families import build_families, to_graph
-    from .analyzers.bytecode.graph import FORMATS, export_graph
+    from .analyzers.bytecode.families import build_families
+    from .analyzers.bytecode.graph import FORMATS
 
-    if args.format not in ("json", "text") and args.format not in FORMATS:
-        raise InputError(f"unknown format {args.format!r}; expected one of: json, text, {', '.join(FORMATS)}")
+    for fmt in [args.format] + [f for f, _ in args.export]:
+        if fmt not in ("json", "text", "png") and fmt not in FORMATS:
+            raise InputError(f"unknown format {fmt!r}; expected one of: json, text, png, {', '.join(FORMATS)}")
     from .analyzers.bytecode.inputs import read_inputs
 
     skipped: list[str] = []
@@ -97,20 +98,39 @@ def cmd_families(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         result = build_families(items, progress=advance)
-    if args.format == "json":
-        payload = json.dumps(families_json(result, skipped), indent=2).encode() + b"\n"
-    elif args.format == "text":
-        payload = families_text(families_json(result, skipped), result).encode()
-    else:
-        payload = export_graph(to_graph(result), args.format)
-    if args.out:
-        try:
-            Path(args.out).write_bytes(payload)
-        except OSError as exc:
-            raise InputError(f"{args.out}: cannot write ({exc.strerror})") from exc
-    else:
-        sys.stdout.buffer.write(payload)
+    outputs = [(args.format, args.out)] + list(args.export)
+    for fmt, target in outputs:
+        payload = _render(fmt, result, skipped)
+        if target:
+            try:
+                Path(target).write_bytes(payload)
+            except OSError as exc:
+                raise InputError(f"{target}: cannot write ({exc.strerror})") from exc
+        else:
+            sys.stdout.buffer.write(payload)
     return 0
+
+
+def _render(fmt: str, result, skipped: list[str]) -> bytes:
+    from .analyzers.bytecode.families import to_graph
+    from .analyzers.bytecode.graph import export_graph
+
+    if fmt == "json":
+        return json.dumps(families_json(result, skipped), indent=2).encode() + b"\n"
+    if fmt == "text":
+        return families_text(families_json(result, skipped), result).encode()
+    if fmt == "png":
+        from .analyzers.bytecode.picture import render_png
+
+        return render_png(to_graph(result))
+    return export_graph(to_graph(result), fmt)
+
+
+def _export_spec(value: str) -> tuple[str, str]:
+    fmt, sep, target = value.partition("=")
+    if not sep or not target:
+        raise argparse.ArgumentTypeError(f"expected FORMAT=FILE, got {value!r}")
+    return fmt, target
 
 
 def families_json(result, skipped: list[str]) -> dict:
@@ -183,8 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     families = sub.add_parser("families", help="group contracts into clone and fork families")
     families.add_argument("--input", action="append", required=True, metavar="PATH",
                           help=".jsonl/.jsonl.gz of {id, code}, a folder of .hex files, or solc/hardhat artifacts (repeatable)")
-    families.add_argument("--format", default="json", help="json | text | node-link | graphml | gexf | csv | dot")
+    families.add_argument("--format", default="json", help="json | text | node-link | graphml | gexf | csv | dot | png")
     families.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    families.add_argument("--export", action="append", default=[], type=_export_spec, metavar="FORMAT=FILE",
+                          help="also write FORMAT to FILE (repeatable), from the same run")
     families.set_defaults(func=cmd_families)
     return parser
 

@@ -459,3 +459,25 @@ def test_proxy_joins_family_of_its_implementation_when_listed(capsys, corpus_jso
     family = _family_of(doc)
     assert family["proxy"] == family["0x" + "ab" * 20]
     assert doc["stats"]["delegations"] == 1
+
+
+def test_families_writes_several_formats_from_one_run(tmp_path, npm_artifact):
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps({"id": n, "code": "0x" + npm_artifact(n).hex()})
+                             for n in ("uniswap-v2-pair", "pancake-v2-pair", "oz-erc20")))
+    out, png, dot = tmp_path / "f.json", tmp_path / "f.png", tmp_path / "f.dot"
+    assert main(["families", "--input", str(src), "--out", str(out), "--export", f"png={png}", "--export", f"dot={dot}"]) == 0
+    assert json.loads(out.read_text())["schema_version"] == 1
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert dot.read_text().startswith("graph fork_families {")
+
+
+def test_families_rejects_a_malformed_export(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "code": "0x00"}\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["families", "--input", str(src), "--export", "png"])
+    assert exc.value.code == 2
+    assert "FORMAT=FILE" in capsys.readouterr().err
+    assert main(["families", "--input", str(src), "--export", "pdf=x.pdf"]) == 2
+    assert "unknown format 'pdf'" in capsys.readouterr().err

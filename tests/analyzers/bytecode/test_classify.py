@@ -4,11 +4,15 @@ slot and forwarding proxies, libraries, empty code, plain contracts, and the rea
 from __future__ import annotations
 
 import collections
+import json
 
 import pytest
 from eth_hash.auto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kamiyo.analyzers.bytecode.analysis import analyze_code
+from kamiyo.analyzers.bytecode.classify import KINDS, PROXY_KINDS
 
 IMPL = bytes.fromhex("bebebebebebebebebebebebebebebebebebebe01")
 VANITY = bytes.fromhex("00") + bytes.fromhex("c0ffee" * 6 + "42")  # 20 bytes, a leading zero byte
@@ -214,3 +218,15 @@ def test_minimal_proxies_to_one_implementation_are_one_class_whatever_the_encodi
     push0 = analyze_code(bytes.fromhex("365f5f375f5f365f73" + VANITY.hex() + "5af43d5f5f3e5f3d91602a57fd5bf3"))
     assert short.implementation == full.implementation == push0.implementation
     assert short.skeleton_hash == full.skeleton_hash == push0.skeleton_hash
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2048))
+def test_analysis_of_arbitrary_bytes_never_raises_and_is_well_formed(code: bytes) -> None:
+    a = analyze_code(code)
+    assert a.kind in KINDS
+    assert a.size == len(code)
+    assert a.skeleton_hash.startswith("0x") and len(a.skeleton_hash) == 34
+    assert list(a.selectors) == sorted(a.selectors)
+    assert (a.sketch is None) or (a.kind not in PROXY_KINDS)
+    assert json.loads(json.dumps(a.to_json()))["schema_version"] == 1
