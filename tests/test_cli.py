@@ -481,3 +481,14 @@ def test_families_rejects_a_malformed_export(tmp_path, capsys):
     assert "FORMAT=FILE" in capsys.readouterr().err
     assert main(["families", "--input", str(src), "--export", "pdf=x.pdf"]) == 2
     assert "unknown format 'pdf'" in capsys.readouterr().err
+
+
+def test_combined_json_sources_sharing_a_stem_keep_their_paths(tmp_path, capsys, npm_artifact):
+    pair, erc20 = npm_artifact("uniswap-v2-pair").hex(), npm_artifact("oz-erc20").hex()
+    combined = {"contracts": {"src/a.sol:A": {"bin-runtime": pair}, "lib/a.sol:A": {"bin-runtime": erc20},
+                              "b.sol:B": {"bin-runtime": erc20}}}
+    path = tmp_path / "combined.json"
+    path.write_text(json.dumps(combined))
+    assert main(["families", "--input", str(path)]) == 0
+    ids = {m for f in json.loads(capsys.readouterr().out)["families"] for m in f["members"]}
+    assert ids == {"src/a:A", "lib/a:A", "b:B"}

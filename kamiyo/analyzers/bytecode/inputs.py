@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,12 +75,17 @@ def _artifact(path: Path, ident: str) -> Iterator[tuple[str, bytes]]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not a readable JSON artifact ({exc})") from exc
-    for name, runtime in runtime_of_artifact(data):
+    contracts = runtime_of_artifact(data)
+    # "path/File.sol:Contract" -> "File:Contract", unless two sources share a stem: then the path is kept
+    short = Counter(f"{Path(n.rsplit(':', 1)[0]).stem}:{n.rsplit(':', 1)[1]}" for n, _ in contracts if n and ":" in n)
+    for name, runtime in contracts:
         if name is None:
             cid = ident
-        elif ":" in name:  # "path/File.sol:Contract" -> "File:Contract"
+        elif ":" in name:
             source, contract = name.rsplit(":", 1)
             cid = f"{Path(source).stem}:{contract}"
+            if short[cid] > 1:
+                cid = f"{Path(source).with_suffix('')}:{contract}"
         else:
             cid = f"{ident}:{name}"
         if runtime is None:
