@@ -107,6 +107,13 @@ class Identity:
     selectors: tuple[str, ...] | None  # known already when classification needed them
 
 
+TRIVIAL_INSTRUCTIONS = 24  # reachable code this short has no dispatcher worth the name: no lineage to find
+
+
+def _trivial(kind: Classification, norm: NormalizedCode) -> bool:
+    return kind.kind in ("contract", "library") and norm.reachable_instructions < TRIVIAL_INSTRUCTIONS
+
+
 def identify(code: bytes) -> Identity:
     norm = normalize(code)
     found: list[tuple[str, ...]] = []
@@ -123,6 +130,10 @@ def identify(code: bytes) -> Identity:
         skeleton = skeleton_digest(f"{kind.kind}:{kind.implementation}".encode())
     elif kind.kind in PROXY_KINDS:
         skeleton = skeleton_digest(b"proxy:" + code)
+    elif _trivial(kind, norm):
+        # Stubs (a library's call guard and a revert, a constructor-only contract) compile alike from any
+        # source: masked, every one would be one class. Their bytes, metadata included, say which source it was.
+        skeleton = skeleton_digest(b"stub:" + code)
     else:
         skeleton = norm.skeleton_hash
     return Identity(code, norm, kind, skeleton, found[0] if found else None)
@@ -131,7 +142,7 @@ def identify(code: bytes) -> Identity:
 def analyze_code(code: bytes | Identity) -> CodeAnalysis:
     ident = code if isinstance(code, Identity) else identify(code)
     norm, kind = ident.norm, ident.classification
-    similarity_material = kind.kind not in PROXY_KINDS and kind.kind != "empty"
+    similarity_material = kind.kind not in PROXY_KINDS and kind.kind != "empty" and not _trivial(kind, norm)
     return CodeAnalysis(
         size=len(ident.code),
         kind=kind.kind,

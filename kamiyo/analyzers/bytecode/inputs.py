@@ -98,39 +98,56 @@ def _artifact(path: Path, ident: str) -> Iterator[tuple[str, bytes]]:
 
 
 def read_inputs(paths: list[Path], skipped: list[str]) -> Iterator[tuple[str, bytes]]:
-    """(id, runtime code) from every input path; artifacts without runtime code are appended to `skipped`."""
+    """(id, runtime code) from every input path; artifacts without runtime code are appended to `skipped`.
+
+    Ids that come from file names (.hex files, artifacts) can collide across inputs, say two build folders that
+    both hold Math.json: a later one with other code is renamed to "<input>/<id>" and noted in `skipped`.
+    Ids written in a JSON-lines file are the user's own and are never renamed.
+    """
+    derived: dict[str, bytes] = {}
     for path in paths:
-        if not path.exists():
-            raise InputError(f"{path}: no such file or directory")
-        if path.is_dir():
-            for f in sorted([*path.rglob("*.jsonl"), *path.rglob("*.jsonl.gz")]):
-                yield from _jsonl(f)
-            hexes = sorted(path.rglob("*.hex"))
-            jsons = sorted(f for f in path.rglob("*.json") if not f.name.endswith(".dbg.json"))  # hardhat debug files
-            for f in hexes:
-                try:
-                    yield f.stem, parse_hex(f.read_text(encoding="utf-8"))
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise InputError(f"{f}: cannot read ({exc})") from exc
-                except InputError as exc:
-                    raise InputError(f"{f}: {exc}") from exc
-            stems: dict[str, int] = {}
-            for f in jsons:
-                stems[f.stem] = stems.get(f.stem, 0) + 1
-            for f in jsons:
-                ident = f.stem if stems[f.stem] == 1 else str(f.relative_to(path).with_suffix(""))
-                yield from _skip_missing(_artifact(f, ident), f, skipped)
-        elif path.name.endswith((".jsonl", ".jsonl.gz")):
-            yield from _jsonl(path)
-        elif path.suffix == ".json":
-            yield from _skip_missing(_artifact(path, path.stem), path, skipped)
-        elif path.suffix == ".hex":
-            try:
-                yield path.stem, parse_hex(path.read_text(encoding="utf-8"))
-            except InputError as exc:
-                raise InputError(f"{path}: {exc}") from exc
-        else:
-            raise InputError(f"{path}: unsupported input (expected .jsonl, .jsonl.gz, .json, .hex or a directory)")
+        for cid, code, named in _read_one(path, skipped):
+            if not named:
+                if cid in derived and derived[cid] != code:
+                    renamed = f"{path}/{cid}"
+                    skipped.append(f"{path}: id {cid!r} is taken by other code from an earlier input; renamed {renamed!r}")
+                    cid = renamed
+                derived.setdefault(cid, code)
+            yield cid, code
+
+
+def _read_one(path: Path, skipped: list[str]) -> Iterator[tuple[str, bytes, bool]]:
+    """(id, code, whether the id was given by the user) from one input path."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_dir():
+        for f in sorted([*path.rglob("*.jsonl"), *path.rglob("*.jsonl.gz")]):
+            yield from ((cid, code, True) for cid, code in _jsonl(f))
+        hexes = sorted(path.rglob("*.hex"))
+        jsons = sorted(f for f in path.rglob("*.json") if not f.name.endswith(".dbg.json"))  # hardhat debug files
+        for f in hexes:
+            yield f.stem, _hex_file(f), False
+        stems = Counter(f.stem for f in jsons)
+        for f in jsons:
+            ident = f.stem if stems[f.stem] == 1 else str(f.relative_to(path).with_suffix(""))
+            yield from ((cid, code, False) for cid, code in _skip_missing(_artifact(f, ident), f, skipped))
+    elif path.name.endswith((".jsonl", ".jsonl.gz")):
+        yield from ((cid, code, True) for cid, code in _jsonl(path))
+    elif path.suffix == ".json":
+        yield from ((cid, code, False) for cid, code in _skip_missing(_artifact(path, path.stem), path, skipped))
+    elif path.suffix == ".hex":
+        yield path.stem, _hex_file(path), False
+    else:
+        raise InputError(f"{path}: unsupported input (expected .jsonl, .jsonl.gz, .json, .hex or a directory)")
+
+
+def _hex_file(path: Path) -> bytes:
+    try:
+        return parse_hex(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from exc
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
 
 
 def _skip_missing(rows, path: Path, skipped: list[str]):

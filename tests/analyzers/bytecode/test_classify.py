@@ -141,11 +141,26 @@ def test_delegatecall_without_calldata_forwarding_is_not_a_proxy() -> None:
 
 
 def test_library() -> None:
-    code = b"\x73" + IMPL + bytes.fromhex("3014") + bytes.fromhex("608060405260043610600a57600080fd5b00")
-    a = analyze_code(code)
+    body = bytes.fromhex("6080604052") + bytes.fromhex("6001600201") * 10 + b"\x00"  # straight-line code
+    a = analyze_code(b"\x73" + IMPL + bytes.fromhex("3014") + body)
     assert a.kind == "library"
     assert a.implementation is None and a.proxy_standard is None
-    assert a.sketch is not None  # libraries are similarity material
+    assert a.sketch is not None  # libraries with code of their own are similarity material
+
+
+def test_stub_libraries_from_different_sources_are_different_classes() -> None:
+    """A library of internal functions deploys as its call guard and a revert, the same from any source."""
+    stub = b"\x73" + IMPL + bytes.fromhex("30146080604052600080fdfe")
+
+    def trailer(hash_byte: int) -> bytes:
+        cbor = bytes.fromhex("a264697066735822") + bytes([hash_byte]) * 34 + bytes.fromhex("64736f6c6343000813")
+        return cbor + len(cbor).to_bytes(2, "big")
+
+    a, b = analyze_code(stub + trailer(1)), analyze_code(stub + trailer(2))
+    assert a.kind == b.kind == "library"
+    assert a.sketch is None and b.sketch is None  # nothing to compare but the guard
+    assert a.skeleton_hash != b.skeleton_hash
+    assert analyze_code(stub + trailer(1)).skeleton_hash == a.skeleton_hash
 
 
 def test_empty_code() -> None:
