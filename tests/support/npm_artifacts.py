@@ -38,6 +38,9 @@ PINNED: dict[str, str] = {
     # build/ holds ABIs only; 1.2.1 and 1.4.0 ship truffle builds made with the optimizer *off*, which is
     # not what SushiSwap deployed, so the pair is compiled here instead.
     "@sushiswap/core": "1.4.2",
+    # Uniswap V2 forks the engine was not tuned on, kept as a held-out check of the linking rules.
+    "@bscswap/contracts": "1.0.2",
+    "@swapr/core": "0.3.20",
 }
 
 # name -> (package, artifact path inside the package)
@@ -56,6 +59,10 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     ),
     "oz-erc20": ("@openzeppelin/contracts", "build/contracts/ERC20.json"),
     "oz-erc721": ("@openzeppelin/contracts", "build/contracts/ERC721.json"),
+    "bscswap-pair": ("@bscswap/contracts", "build/BSCswapPair.json"),
+    "bscswap-factory": ("@bscswap/contracts", "build/BSCswapFactory.json"),
+    "swapr-pair": ("@swapr/core", "build/DXswapPair.json"),
+    "swapr-factory": ("@swapr/core", "build/DXswapFactory.json"),
 }
 ARTIFACT_NAMES: tuple[str, ...] = tuple(ARTIFACTS)
 

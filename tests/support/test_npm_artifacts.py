@@ -35,6 +35,10 @@ EXPECTED_SELECTOR = {
     "pancake-v3-factory": "a1671295",
     "oz-erc20": "a9059cbb",  # transfer(address,uint256)
     "oz-erc721": "42842e0e",  # safeTransferFrom(address,address,uint256)
+    "bscswap-pair": "0902f1ac",
+    "bscswap-factory": "c9c65396",
+    "swapr-pair": "0902f1ac",
+    "swapr-factory": "c9c65396",
 }
 
 # The runtime size of the pair that SushiSwap's mainnet factory deploys (its creation code copies 0x2377

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.npm
 NAMES = (
     "uniswap-v2-pair", "uniswap-v2-factory", "uniswap-v2-erc20", "pancake-v2-pair", "pancake-v2-factory",
     "uniswap-v3-pool", "uniswap-v3-factory", "pancake-v3-pool", "pancake-v3-factory", "oz-erc20", "oz-erc721",
+    "bscswap-pair", "bscswap-factory", "swapr-pair", "swapr-factory",
 )
 
 
@@ -51,6 +52,15 @@ def test_recompiled_sushiswap_pair_is_a_fork_of_uniswaps(result):
     assert link.evidence["selector_similarity"] == 1.0
     assert link.evidence["opcode_jaccard"] < 0.8  # recompiled: opcode evidence alone would say "not a clone"
     assert _same_family(result, "uniswap-v2-pair", "sushi-pair")
+
+
+@pytest.mark.parametrize("fork", ["bscswap", "swapr"])
+def test_held_out_uniswap_v2_forks_join_the_family(result, fork):
+    """BSCswap and Swapr (DXswap) were first checked after the linking rules were set: their pair and factory
+    land in the Uniswap V2 families, and the pair does not join the factory's."""
+    assert _same_family(result, "uniswap-v2-pair", f"{fork}-pair")
+    assert _same_family(result, "uniswap-v2-factory", f"{fork}-factory")
+    assert not _same_family(result, f"{fork}-pair", f"{fork}-factory")
 
 
 def test_uniswap_and_pancakeswap_v3_pools_are_linked(result):
