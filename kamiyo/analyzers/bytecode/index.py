@@ -18,7 +18,7 @@ from datasketch import MinHashLSH
 
 from .interface import STANDARD_FEATURES
 from . import _match
-from .similarity import FORK_SCORE, MIN_FORK_JACCARD, ClassProfile, FeatureFrequency, Link, compare
+from .similarity import FORK_SCORE, MIN_FORK_JACCARD, ClassProfile, FeatureFrequency, IndexedClass, Link, compare
 from .sketch import NUM_PERM
 
 # 24 bands of 4 values (96 of the 256): candidate probability 1-(1-J^4)^24 is 0.79 at J = 0.5, 0.96 at 0.6 and
@@ -41,8 +41,7 @@ class SimilarityIndex:
         """`frequency`: feature counts over a whole batch known in advance; else counted as classes arrive."""
         self._lsh = MinHashLSH(num_perm=NUM_PERM, params=(LSH_BANDS, LSH_ROWS))
         self._postings: dict[str, array] = {}
-        self._profiles: list[ClassProfile] = []
-        self._feature_ids: list[array] = []  # per row: the class's interned feature ids
+        self._classes: list[IndexedClass] = []  # per row; the sketch itself lives in the matrix
         self._last_ids: tuple[str | None, array] = (None, array("i"))
         self._best_agreement: tuple[str | None, int] = (None, 0)  # of the last query: (key, agreeing positions)
         self._row: dict[str, int] = {}
@@ -51,7 +50,7 @@ class SimilarityIndex:
         self.frequency = frequency if frequency is not None else FeatureFrequency()
 
     def __len__(self) -> int:
-        return len(self._profiles)
+        return len(self._classes)
 
     def __contains__(self, key: str) -> bool:
         return key in self._row
@@ -59,13 +58,12 @@ class SimilarityIndex:
     def insert(self, profile: ClassProfile) -> None:
         if profile.key in self._row:
             return
-        row = len(self._profiles)
+        row = len(self._classes)
         if row == len(self._matrix):
             self._matrix = np.concatenate([self._matrix, np.empty_like(self._matrix)])
         self._matrix[row] = profile.sketch
         ids = self._ids_of(profile)
-        self._profiles.append(profile)
-        self._feature_ids.append(ids)
+        self._classes.append(IndexedClass(profile.key, ids, profile.distinctive))
         self._row[profile.key] = row
         queried, agreement = self._best_agreement
         if queried != profile.key or agreement < _agreeing(NEAR_DUPLICATE_JACCARD):
@@ -95,11 +93,11 @@ class SimilarityIndex:
         if not followed:
             return []
         postings = [self._postings[f] for _, f in followed]
-        return _match.shared_rows(postings, min(MIN_SHARED_FEATURES, len(postings)), len(self._profiles))
+        return _match.shared_rows(postings, min(MIN_SHARED_FEATURES, len(postings)), len(self._classes))
 
     def links(self, profile: ClassProfile) -> list[Link]:
         """Verified links from `profile` to indexed classes, best first (ties by row, so runs are stable)."""
-        matrix = self._matrix[: len(self._profiles)]
+        matrix = self._matrix[: len(self._classes)]
         # Below the fork score, opcode evidence needs interface evidence, which the interface channel brings;
         # so the opcode channel only verifies pairs its own evidence could carry.
         by_opcodes = _match.best_matches(
@@ -112,13 +110,13 @@ class SimilarityIndex:
         ):
             chosen.setdefault(row, count)
         out = []
-        ids = self._ids_of(profile)
+        query = IndexedClass(profile.key, self._ids_of(profile), profile.distinctive)
         self.frequency.weights()  # refreshed once per query; compare reads them as they are
         for row, count in chosen.items():
-            other = self._profiles[row]
+            other = self._classes[row]
             if other.key == profile.key:
                 continue
-            link = compare(profile, ids, other, self._feature_ids[row], count / NUM_PERM, self.frequency)
+            link = compare(query, other, count / NUM_PERM, self.frequency)
             if link is not None:
                 out.append(link)
         out.sort(key=lambda link: (-link.similarity, link.b))

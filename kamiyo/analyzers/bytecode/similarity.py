@@ -134,15 +134,22 @@ def _ratio(shared: float, a: float, b: float) -> float:
     return shared / union if union > 0 else 0.0
 
 
-def compare(
-    pa: ClassProfile, ids_a: array, pb: ClassProfile, ids_b: array, jaccard: float, freq: FeatureFrequency
-) -> Link | None:
+@dataclass(frozen=True, slots=True)
+class IndexedClass:
+    """What the index keeps of a class besides its sketch row: enough to verify a link, nothing more."""
+
+    key: str
+    ids: array  # interned feature ids, sorted
+    distinctive: int
+
+
+def compare(pa: IndexedClass, pb: IndexedClass, jaccard: float, freq: FeatureFrequency) -> Link | None:
     """Verify one candidate pair given its estimated opcode Jaccard; None when they are not one lineage."""
     if jaccard < MIN_FORK_JACCARD or (jaccard < FORK_SCORE and not (pa.distinctive and pb.distinctive)):
         return None  # without distinctive features on both sides the interface cannot lift the score
-    w_sel, w_top, mass, n_distinctive = freq.shared(ids_a, ids_b)
-    all_a, sel_a, top_a = freq.totals(pa.key, ids_a)
-    all_b, sel_b, top_b = freq.totals(pb.key, ids_b)
+    w_sel, w_top, mass, n_distinctive = freq.shared(pa.ids, pb.ids)
+    all_a, sel_a, top_a = freq.totals(pa.key, pa.ids)
+    all_b, sel_b, top_b = freq.totals(pb.key, pb.ids)
     iface = _ratio(w_sel + w_top, all_a, all_b)
     confidence = min(1.0, mass / freq.rare_weight() / DISTINCTIVE_FOR_FULL_CONFIDENCE)
     score = max(jaccard, (jaccard + iface * confidence) / 2)
