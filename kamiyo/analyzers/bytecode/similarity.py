@@ -64,7 +64,8 @@ class FeatureFrequency:
         self._ids: dict[str, int] = {}
         self._df = array("i")
         self._flags = bytearray()
-        self._weights = np.empty(0)
+        self._weights = np.empty(0)  # capacity-doubling buffer; the first _n_weights entries are valid
+        self._n_weights = 0
         self._weights_at = -1  # class count when the weights were computed
         self._totals: dict[str, tuple[int, tuple[float, float, float]]] = {}
 
@@ -85,19 +86,25 @@ class FeatureFrequency:
             df[i] += 1
 
     def weights(self) -> np.ndarray:
+        """idf weight per feature id. New features get theirs on arrival; all are recomputed per generation."""
         total = self.classes + PRIOR_CLASSES
         stale = total > (self._weights_at + PRIOR_CLASSES) * REFRESH_GROWTH
-        if stale or len(self._weights) < len(self._df):
-            start = 0 if stale else len(self._weights)
-            at = self.classes if stale else self._weights_at
-            df = np.frombuffer(self._df, dtype=np.int32)[start:].astype(np.float64)
-            standard = np.frombuffer(self._flags, dtype=np.uint8)[start:] & _STANDARD
-            t = at + PRIOR_CLASSES
+        n = len(self._df)
+        if stale or self._n_weights < n:
+            start = 0 if stale else self._n_weights
+            if stale:
+                self._weights_at = self.classes
+            if len(self._weights) < n:  # grow by doubling: extending per query must not copy the vocabulary
+                grown = np.empty(max(n, 2 * len(self._weights), 1024))
+                grown[: self._n_weights] = self._weights[: self._n_weights]
+                self._weights = grown
+            t = self._weights_at + PRIOR_CLASSES
+            df = np.frombuffer(self._df, dtype=np.int32)[start:n].astype(np.float64)
+            standard = np.frombuffer(self._flags, dtype=np.uint8)[start:n] & _STANDARD
             df = np.where(standard != 0, np.maximum(df, t / 2), df)
-            fresh = np.log((t + 1) / (df + 1))
-            self._weights = fresh if stale else np.concatenate([self._weights, fresh])
-            self._weights_at = at
-        return self._weights
+            self._weights[start:n] = np.log((t + 1) / (df + 1))
+            self._n_weights = n
+        return self._weights[:n]
 
     def weight(self, feature: str) -> float:
         return float(self.weights()[self._ids[feature]]) if feature in self._ids else math.log(PRIOR_CLASSES + 1)
@@ -112,12 +119,13 @@ class FeatureFrequency:
         """
         cached = self._totals.get(key)
         if cached is None or cached[0] != self._weights_at:
-            cached = self._totals[key] = (self._weights_at, _match.weight_sums(ids, self._weights, self._flags))
+            weights = self._weights[: self._n_weights]
+            cached = self._totals[key] = (self._weights_at, _match.weight_sums(ids, weights, self._flags))
         return cached[1]
 
     def shared(self, ids_a: array, ids_b: array) -> tuple[float, float, float, int]:
         """(selector weight, topic weight, distinctive weight, distinctive count) of the shared features."""
-        return _match.shared_weights(ids_a, ids_b, self._weights, self._flags)
+        return _match.shared_weights(ids_a, ids_b, self._weights[: self._n_weights], self._flags)
 
 
 @dataclass(frozen=True, slots=True)
