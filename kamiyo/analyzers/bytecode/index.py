@@ -16,7 +16,6 @@ from array import array
 import numpy as np
 from datasketch import MinHashLSH
 
-from .interface import STANDARD_FEATURES
 from . import _match
 from .similarity import FORK_SCORE, MIN_FORK_JACCARD, ClassProfile, FeatureFrequency, IndexedClass, Link, compare
 from .sketch import NUM_PERM
@@ -71,7 +70,7 @@ class SimilarityIndex:
         if self._counting:
             self.frequency.add(ids)
         postings = self._postings
-        for feature in profile.features - STANDARD_FEATURES:
+        for feature in profile.distinctive_features:
             posting = postings.get(feature)
             if posting is None:
                 posting = postings[feature] = array("i")
@@ -87,7 +86,7 @@ class SimilarityIndex:
         # rarest first, ties by feature name: set order depends on the hash seed, results must not
         followed = sorted(
             (len(p), f)
-            for f in profile.features - STANDARD_FEATURES
+            for f in profile.distinctive_features
             if 0 < len(p := self._postings.get(f, ())) <= MAX_POSTING
         )[:FOLLOWED_FEATURES]
         if not followed:

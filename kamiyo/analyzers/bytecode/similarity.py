@@ -41,14 +41,18 @@ class ClassProfile:
     selectors: frozenset[str]
     topics: frozenset[str]
     features: frozenset[str] = frozenset()
-    distinctive: int = 0  # features outside the standard interfaces
+    distinctive_features: frozenset[str] = frozenset()  # features outside the standard interfaces
     minhash: LeanMinHash | None = None  # the sketch in datasketch's type, made once for LSH insert and query
+
+    @property
+    def distinctive(self) -> int:
+        return len(self.distinctive_features)
 
     @classmethod
     def of(cls, key: str, sketch: np.ndarray, selectors, topics) -> ClassProfile:
         sels, tops = frozenset(selectors), frozenset(topics)
         features = sels | tops
-        return cls(key, sketch, sels, tops, features, len(features - STANDARD_FEATURES), as_minhash(sketch))
+        return cls(key, sketch, sels, tops, features, features - STANDARD_FEATURES, as_minhash(sketch))
 
 
 class FeatureFrequency:
