@@ -43,10 +43,6 @@ class CodeAnalysis:
     def is_similarity_material(self) -> bool:
         return self.sketch is not None
 
-    @property
-    def features(self) -> frozenset[str]:
-        return frozenset(self.selectors) | frozenset(self.event_topics)
-
     def metadata_json(self) -> dict:
         last = next((t for t in reversed(self.trailers) if t.end == self.size), None)
         return {

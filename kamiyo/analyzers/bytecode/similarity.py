@@ -110,9 +110,6 @@ class FeatureFrequency:
             self._n_weights = n
         return self._weights[:n]
 
-    def weight(self, feature: str) -> float:
-        return float(self.weights()[self._ids[feature]]) if feature in self._ids else math.log(PRIOR_CLASSES + 1)
-
     def rare_weight(self) -> float:
         return math.log((self.classes + PRIOR_CLASSES + 1) / 2)
 
