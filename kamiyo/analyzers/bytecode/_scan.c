@@ -23,7 +23,7 @@
 static uint8_t HALTS[256];      /* 1 when the opcode ends execution (or is undefined) */
 static uint8_t ENDS_BLOCK[256]; /* HALTS, JUMP and JUMPI: the next instruction starts a block */
 static uint8_t SPECIAL[256];    /* PUSH20, PUSH32, LOG1..LOG4: what the output pass looks at */
-static uint8_t IS_LOG[256];     /* LOG1..LOG4 */
+static uint8_t BLOCK_FLAGS[256]; /* what an opcode contributes to its block's flags */
 static int configured = 0;
 
 #define OP_JUMP 0x56
@@ -37,6 +37,8 @@ static int configured = 0;
 #define OP_LOG1 0xa1
 #define OP_LOG4 0xa4
 #define MAX_PUSH20 8
+#define BLOCK_LOGS 1    /* a block holds a LOG1..LOG4 */
+#define BLOCK_SPECIAL 2 /* a block holds a PUSH20, PUSH32 or LOG: the output pass must look inside */
 
 static PyObject *configure(PyObject *self, PyObject *args) {
     Py_buffer halts;
@@ -49,8 +51,9 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     memcpy(HALTS, halts.buf, 256);
     for (int op = 0; op < 256; op++) {
         ENDS_BLOCK[op] = HALTS[op] || op == OP_JUMP || op == OP_JUMPI;
-        IS_LOG[op] = op >= OP_LOG1 && op <= OP_LOG4;
-        SPECIAL[op] = op == OP_PUSH20 || op == OP_PUSH32 || IS_LOG[op];
+        int is_log = op >= OP_LOG1 && op <= OP_LOG4;
+        SPECIAL[op] = op == OP_PUSH20 || op == OP_PUSH32 || is_log;
+        BLOCK_FLAGS[op] = (is_log ? BLOCK_LOGS : 0) | (SPECIAL[op] ? BLOCK_SPECIAL : 0);
     }
     PyBuffer_Release(&halts);
     configured = 1;
@@ -59,14 +62,15 @@ static PyObject *configure(PyObject *self, PyObject *args) {
 
 typedef struct {
     int32_t pos;      /* offset of the opcode byte */
-    int32_t arg_len;  /* immediate bytes actually present (truncated at skips/end) */
+    uint8_t arg_len;  /* immediate bytes actually present (truncated at skips/end) */
     uint8_t op;
 } Instr;
 
 typedef struct {
     int32_t first, last;  /* instruction index range [first, last] */
     int32_t push_first;   /* index of the block's first PUSH1..PUSH4 value in the workspace's push values */
-    uint8_t has_log;      /* the block contains LOG1..LOG4 */
+    uint8_t flags;        /* BLOCK_LOGS | BLOCK_SPECIAL, from the opcodes it holds */
+    int32_t bytes;        /* code bytes its instructions occupy (trailers inside it excluded) */
 } Block;
 
 /*
@@ -78,10 +82,15 @@ static struct {
     Py_ssize_t capacity;
     Instr *ins;
     Block *blocks;
-    int32_t *block_of_dest, *stack;
+    int32_t *block_of_dest, *stack; /* block_of_dest[p] is valid only where is_dest marks p */
     uint32_t *push_vals;
-    uint8_t *reach, *skel, *rops;
+    uint8_t *reach, *skel, *rops, *is_dest;
 } ws;
+
+/* The block a pushed value jumps into, or -1: only JUMPDEST offsets are valid targets. */
+static inline int32_t dest_block(const uint8_t *is_dest, const int32_t *block_of_dest, uint32_t v) {
+    return (is_dest[v >> 3] >> (v & 7)) & 1 ? block_of_dest[v] : -1;
+}
 
 static int reserve(Py_ssize_t n) {
     if (n + 1 <= ws.capacity) return 0;
@@ -102,7 +111,9 @@ static int reserve(Py_ssize_t n) {
     if (rops) ws.rops = rops;
     uint32_t *push_vals = PyMem_Realloc(ws.push_vals, sizeof(uint32_t) * cap);
     if (push_vals) ws.push_vals = push_vals;
-    if (!ins || !blocks || !dest || !stack || !reach || !skel || !rops || !push_vals) {
+    uint8_t *is_dest = PyMem_Realloc(ws.is_dest, cap / 8 + 1);
+    if (is_dest) ws.is_dest = is_dest;
+    if (!ins || !blocks || !dest || !stack || !reach || !skel || !rops || !push_vals || !is_dest) {
         PyErr_NoMemory();
         return -1;
     }
@@ -110,13 +121,13 @@ static int reserve(Py_ssize_t n) {
     return 0;
 }
 
-static int emits_after_return(const Block *blocks, Py_ssize_t b, const uint32_t *push_vals,
+static int emits_after_return(const Block *blocks, Py_ssize_t b, const uint32_t *push_vals, const uint8_t *is_dest,
                               const int32_t *block_of_dest, const uint8_t *reach, Py_ssize_t n) {
     for (int32_t p = blocks[b].push_first; p < blocks[b + 1].push_first; p++) {
         uint32_t v = push_vals[p];
         if (v >= (uint32_t)n) continue;
-        int32_t t = block_of_dest[v];
-        if (t >= 0 && reach[t] && blocks[t].has_log) return 1;
+        int32_t t = dest_block(is_dest, block_of_dest, v);
+        if (t >= 0 && reach[t] && (blocks[t].flags & BLOCK_LOGS)) return 1;
     }
     return 0;
 }
@@ -176,7 +187,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     skel = ws.skel;
     blocks = ws.blocks;
     block_of_dest = ws.block_of_dest;
-    memset(block_of_dest, 0xff, sizeof(int32_t) * (n + 1)); /* every entry -1 */
+    uint8_t *is_dest = ws.is_dest;
+    memset(is_dest, 0, (size_t)n / 8 + 1);
     uint32_t *push_vals = ws.push_vals;
     Py_ssize_t ni = 0, nb = 0, npush = 0, cursor = 0, i = 0;
     Py_ssize_t next_skip = nskip > 0 ? starts[0] : n;
@@ -200,20 +212,37 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             if (nb > 0) blocks[nb - 1].last = (int32_t)(ni - 1);
             blocks[nb].first = (int32_t)ni;
             blocks[nb].push_first = (int32_t)npush;
-            blocks[nb].has_log = 0;
-            if (op == OP_JUMPDEST) block_of_dest[i] = (int32_t)nb;
+            blocks[nb].flags = 0;
+            blocks[nb].bytes = 0;
+            if (op == OP_JUMPDEST) {
+                block_of_dest[i] = (int32_t)nb;
+                is_dest[i >> 3] |= (uint8_t)(1u << (i & 7));
+            }
             nb++;
         }
         if (op >= OP_PUSH1 && op <= OP_PUSH4) {
             /* a candidate jump target; missing trailing bytes read as zero, as the EVM does */
-            uint32_t v = 0;
-            for (int32_t b = 0; b < op - OP_PUSH0; b++) v = (v << 8) | (b < have ? code[i + 1 + b] : 0);
+            const uint8_t *a = code + i + 1;
+            int32_t width = op - OP_PUSH0;
+            uint32_t v;
+            if (have == width) {
+                switch (width) {
+                case 1: v = a[0]; break;
+                case 2: v = (uint32_t)a[0] << 8 | a[1]; break;
+                case 3: v = (uint32_t)a[0] << 16 | (uint32_t)a[1] << 8 | a[2]; break;
+                default: v = (uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 | a[3]; break;
+                }
+            } else {
+                v = 0;
+                for (int32_t b = 0; b < width; b++) v = (v << 8) | (b < have ? a[b] : 0);
+            }
             push_vals[npush++] = v;
         }
         new_block = ENDS_BLOCK[op];
-        blocks[nb - 1].has_log |= IS_LOG[op];
+        blocks[nb - 1].flags |= BLOCK_FLAGS[op];
+        blocks[nb - 1].bytes += 1 + have;
         ins[ni].pos = (int32_t)i;
-        ins[ni].arg_len = have;
+        ins[ni].arg_len = (uint8_t)have;
         ins[ni].op = op;
         skel[ni] = op;
         ni++;
@@ -233,7 +262,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         for (int32_t p = blocks[b].push_first; p < blocks[b + 1].push_first; p++) {
             uint32_t v = push_vals[p];
             if (v < (uint32_t)n) {
-                int32_t t = block_of_dest[v];
+                int32_t t = dest_block(is_dest, block_of_dest, v);
                 if (t >= 0 && !reach[t]) { reach[t] = 1; stack[top++] = t; }
             }
         }
@@ -259,11 +288,11 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         int32_t first = blocks[b].first, last = blocks[b].last;
         memcpy(rops + nr, skel + first, (size_t)(last - first + 1));
         nr += last - first + 1;
+        rbytes += blocks[b].bytes;
+        if (!(blocks[b].flags & BLOCK_SPECIAL)) continue;
         int32_t first_push32 = -1;
         for (int32_t k = first; k <= last; k++) {
             uint8_t op = ins[k].op;
-            seen[op] = 1;
-            rbytes += 1 + ins[k].arg_len; /* not the block's span: a trailer may sit inside it */
             if (!SPECIAL[op]) continue;
             if (op == OP_PUSH32 && first_push32 < 0) first_push32 = k;
             if (op == OP_PUSH20 && ins[k].arg_len == 20 && PyList_GET_SIZE(push20s) < MAX_PUSH20) {
@@ -284,7 +313,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         }
         /* PUSH32s left after the block's last LOG still name an event when the block pushes the return
          * address of a block that logs: `PUSH32 topic, PUSH2 ret, …, JUMP encoder` and `ret: … LOGn`. */
-        if (first_push32 >= 0 && emits_after_return(blocks, b, push_vals, block_of_dest, reach, n)) {
+        if (first_push32 >= 0 && emits_after_return(blocks, b, push_vals, is_dest, block_of_dest, reach, n)) {
             for (int32_t q = first_push32; q <= last; q++) {
                 if (ins[q].op != OP_PUSH32 || !plausible_topic(code, &ins[q])) continue;
                 PyObject *v = PyBytes_FromStringAndSize((const char *)code + ins[q].pos + 1, 32);
@@ -293,6 +322,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             }
         }
     }
+    for (Py_ssize_t k = 0; k < nr; k++) seen[rops[k]] = 1;
     for (int op = 0; op < 256; op++)
         if (seen[op]) opset[op >> 3] |= (uint8_t)(1u << (op & 7));
     result = Py_BuildValue("(y#y#Oy#nnnO)", (const char *)rops, nr, (const char *)skel, ni, topics,
