@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
+from . import log
 from .errors import InputError, KamiyoError
 
 SCHEMA_VERSION = 1
@@ -91,6 +93,7 @@ def cmd_families(args: argparse.Namespace) -> int:
             bar.update()
     for line in skipped:
         print(f"kamiyo: {line}", file=sys.stderr)
+    started = time.perf_counter()
     with tqdm(desc="linking", unit=" classes", delay=1.0, file=sys.stderr) as bar:
 
         def advance(done: int, total: int) -> None:
@@ -98,6 +101,7 @@ def cmd_families(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         result = build_families(items, progress=advance)
+    link_seconds = time.perf_counter() - started
     outputs = [(args.format, args.out)] + list(args.export)
     for fmt, target in outputs:
         payload = _render(fmt, result, skipped)
@@ -108,6 +112,11 @@ def cmd_families(args: argparse.Namespace) -> int:
                 raise InputError(f"{target}: cannot write ({exc.strerror})") from exc
         else:
             sys.stdout.buffer.write(payload)
+    log.get("kamiyo.families").info(
+        "families.written", contracts=len(items), classes=len(result.classes), links=len(result.links),
+        families=len(set(result.family_of.values())), link_seconds=round(link_seconds, 3),
+        outputs=[target or "-" for _, target in outputs],
+    )
     return 0
 
 
@@ -213,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    log.configure()
     try:
         return args.func(args)
     except KamiyoError as exc:
