@@ -80,15 +80,9 @@ def cmd_families(args: argparse.Namespace) -> int:
 
     skipped: list[str] = []
     items = []
-    seen: dict[str, bytes] = {}
     table = ClassTable()
     with tqdm(desc="analysing", unit=" contracts", delay=1.0, file=sys.stderr) as bar:
         for cid, code in read_inputs([Path(p) for p in args.input], skipped):
-            if cid in seen:  # one contract listed twice (corpora overlap) is fine; one id for two codes is not
-                if seen[cid] != code:
-                    raise InputError(f"contract id {cid!r} appears twice with different code")
-                continue
-            seen[cid] = code
             items.append((cid, table.analyze(code)[0]))
             bar.update()
     for line in skipped:

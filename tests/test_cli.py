@@ -492,3 +492,52 @@ def test_combined_json_sources_sharing_a_stem_keep_their_paths(tmp_path, capsys,
     assert main(["families", "--input", str(path)]) == 0
     ids = {m for f in json.loads(capsys.readouterr().out)["families"] for m in f["members"]}
     assert ids == {"src/a:A", "lib/a:A", "b:B"}
+
+
+HOSTILE_JSONL = {
+    "deeply-nested.jsonl": "[" * 100_000 + "]" * 100_000 + "\n",  # once killed the process (C stack overflow)
+    "huge-int.jsonl": '{"id": "a", "code": "0x00", "n": ' + "9" * 5000 + "}\n",
+    "surrogate-id.jsonl": '{"id": "\\ud800", "code": "0x00"}\n',
+    "control-id.jsonl": '{"id": "a\\u0001b", "code": "0x00"}\n',
+    "null-code.jsonl": '{"id": "a", "code": null}\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_JSONL))
+def test_hostile_jsonl_lines_are_one_clear_error(tmp_path, capsys, name):
+    path = tmp_path / name
+    path.write_text(HOSTILE_JSONL[name])
+    rc, _, err = run(capsys, "families", "--input", str(path), "--format", "text")
+    assert_user_error(rc, err, f"{path}:1:")
+
+
+def test_a_corrupted_gzip_is_one_clear_error(tmp_path, capsys):
+    path = tmp_path / "broken.jsonl.gz"
+    good = gzip.compress(b'{"id": "a", "code": "0x00"}\n' * 100)
+    path.write_bytes(good[:20] + bytes(len(good) - 20))
+    rc, _, err = run(capsys, "families", "--input", str(path))
+    assert_user_error(rc, err, str(path), "cannot read")
+
+
+def test_json_that_is_not_an_artifact_is_reported(tmp_path, capsys):
+    for name, text in {"list.json": "[1, 2, 3]", "number.json": "5", "odd.json": '{"contracts": {"a.sol": "x"}}'}.items():
+        (tmp_path / name).write_text(text)
+    rc, out, err = run(capsys, "families", "--input", str(tmp_path))
+    assert rc == 0 and json.loads(out)["stats"]["contracts"] == 0
+    assert sum("not a compiler artifact" in line for line in err.splitlines()) == 3
+
+
+def test_combined_json_with_odd_source_paths(tmp_path, capsys, npm_artifact):
+    code = npm_artifact("oz-erc20").hex()
+    (tmp_path / "c.json").write_text(json.dumps({"contracts": {"/:C": {"bin-runtime": code}, "//:C": {"bin-runtime": code}}}))
+    rc, out, _ = run(capsys, "families", "--input", str(tmp_path / "c.json"))
+    assert rc == 0
+    assert sorted(m for f in json.loads(out)["families"] for m in f["members"]) == sorted(["/:C", "//:C"])
+
+
+def test_one_user_id_for_two_codes_names_where(tmp_path, capsys):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text('{"id": "x", "code": "0x00"}\n')
+    b.write_text('{"id": "y", "code": "0x00"}\n{"id": "x", "code": "0x01"}\n')
+    rc, _, err = run(capsys, "families", "--input", str(a), "--input", str(b))
+    assert_user_error(rc, err, f"{b}:2:", "'x'", "different code")

@@ -7,10 +7,16 @@ designated INVALID instruction; every other byte missing from the table is undef
 
 from __future__ import annotations
 
+import sys
 from types import MappingProxyType
 
-import eth.vm.opcode_values as _values
-from eth.vm.forks import LATEST_VM
+_recursion_limit = sys.getrecursionlimit()
+import eth.vm.opcode_values as _values  # noqa: E402
+from eth.vm.forks import LATEST_VM  # noqa: E402
+
+# Importing py-evm raises the interpreter's recursion limit to 100,000 (py_ecc does it). With that, parsing a
+# deeply nested JSON input overflows the C stack and kills the process instead of raising RecursionError.
+sys.setrecursionlimit(_recursion_limit)
 
 INVALID = 0xFE
 PUSH0 = 0x5F
