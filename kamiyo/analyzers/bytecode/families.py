@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from .analysis import CodeAnalysis
+from .classify import PROXY_KINDS
 from .index import SimilarityIndex
 from .similarity import ClassProfile, FeatureFrequency, Link
 
@@ -107,11 +108,16 @@ def build_families(
             cls = classes[analysis.skeleton_hash] = CodeClass(analysis.skeleton_hash, analysis)
         cls.members.append(contract_id)
 
-    profiles = [
-        ClassProfile.of(c.skeleton_hash, c.analysis.sketch, c.analysis.selectors, c.analysis.event_topics)
-        for c in classes.values()
-        if c.analysis.is_similarity_material
-    ]
+    # Indexed in a canonical order (by skeleton hash): the links found, and so the families, must not depend on
+    # the order the inputs were listed in. That order only names families (after their earliest class).
+    profiles = sorted(
+        (
+            ClassProfile.of(c.skeleton_hash, c.analysis.sketch, c.analysis.selectors, c.analysis.event_topics)
+            for c in classes.values()
+            if c.analysis.is_similarity_material
+        ),
+        key=lambda p: p.key,
+    )
     frequency = FeatureFrequency()
     for p in profiles:
         frequency.add(frequency.intern(p.features))
@@ -123,20 +129,45 @@ def build_families(
         if progress is not None:
             progress(n, len(profiles))
 
-    family_of = group_families(list(classes), links)
+    order = list(classes)
+    family_of = group_families(order, links)
     delegations = _attach_proxies(classes, family_of)
+    _name_by_earliest(order, family_of)
     return FamilyResult(classes, links, family_of, delegations)
 
 
 def _attach_proxies(classes: dict[str, CodeClass], family_of: dict[str, str]) -> list[tuple[str, str]]:
+    """Proxy classes join the family of the code they end up running: the first non-proxy class along the
+    chain of implementations (a proxy may point at another proxy), when that class is among the inputs."""
     by_address = {m.lower(): key for key, c in classes.items() for m in c.members if m.lower().startswith("0x")}
-    delegations = []
-    for key, cls in classes.items():
-        target = cls.analysis.implementation
-        if cls.analysis.sketch is None and target and (impl := by_address.get(target)) and impl != key:
-            family_of[key] = family_of[impl]
-            delegations.append((key, impl))
+
+    def target(key: str) -> str | None:
+        impl = classes[key].analysis.implementation
+        return by_address.get(impl) if classes[key].analysis.kind in PROXY_KINDS and impl else None
+
+    delegations, runs_code_of = [], {}
+    for key in classes:
+        if (first := target(key)) is None or first == key:
+            continue
+        delegations.append((key, first))
+        seen, current = {key}, first
+        while current not in seen and (following := target(current)) is not None:
+            seen.add(current)
+            current = following
+        if classes[current].analysis.kind not in PROXY_KINDS:
+            runs_code_of[key] = current
+    for key, code_class in runs_code_of.items():  # decided first, applied after: no dependence on order
+        family_of[key] = family_of[code_class]
     return delegations
+
+
+def _name_by_earliest(order: list[str], family_of: dict[str, str]) -> None:
+    """A family's id is the skeleton hash of its earliest class (input order), also after proxies joined it."""
+    earliest: dict[str, str] = {}
+    for key in order:
+        earliest.setdefault(family_of[key], key)
+    for key in order:
+        family_of[key] = earliest[family_of[key]]
 
 
 def to_graph(result: FamilyResult) -> nx.Graph:

@@ -71,8 +71,35 @@ def _lineage(selectors: tuple[str, ...]) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def corpus_result(corpus):
-    return build_families([(row["id"], analyze_code(row["raw"])) for row in corpus])
+def corpus_items(corpus):
+    return [(row["id"], analyze_code(row["raw"])) for row in corpus]
+
+
+@pytest.fixture(scope="module")
+def corpus_result(corpus_items):
+    return build_families(corpus_items)
+
+
+@pytest.mark.corpus
+def test_families_do_not_depend_on_input_order(corpus_items, corpus_result):
+    def groups(result):
+        return {frozenset(members) for members in result.families().values()}
+
+    assert groups(build_families(corpus_items[::-1])) == groups(corpus_result)
+
+
+def test_a_proxy_to_a_proxy_joins_the_family_of_the_code_it_runs(npm_artifact):
+    impl, inner = "0x" + "ab" * 20, "0x" + "cd" * 20
+
+    def clone_of(address: str) -> bytes:
+        return bytes.fromhex("363d3d373d3d3d363d73" + address[2:] + "5af43d82803e903d91602b57fd5bf3")
+
+    items = [("outer", analyze_code(clone_of(inner))), (inner, analyze_code(clone_of(impl))),
+             (impl, analyze_code(npm_artifact("uniswap-v2-pair")))]
+    for ordering in (items, items[::-1]):
+        families = build_families(ordering).families()
+        assert len(families) == 1 and sorted(next(iter(families.values()))) == sorted(["outer", inner, impl])
+        assert next(iter(families)) == ordering[0][1].skeleton_hash  # named after the earliest class
 
 
 @pytest.mark.corpus
