@@ -78,46 +78,63 @@ typedef struct {
  * the kernel fault in new pages each time, which cost more than the decode itself. Safe because every call
  * holds the GIL from start to end.
  */
-static struct {
+typedef struct {
     Py_ssize_t capacity;
     Instr *ins;
     Block *blocks;
     int32_t *block_of_dest, *stack; /* block_of_dest[p] is valid only where is_dest marks p */
     uint32_t *push_vals;
     uint8_t *reach, *skel, *rops, *is_dest;
-} ws;
+} Workspace;
+
+/* A nested call (a garbage-collector callback that scans while a scan is running) gets a private workspace. */
+static Workspace shared_ws;
+static int shared_busy = 0;
+
+static void release(Workspace *w) {
+    PyMem_Free(w->ins);
+    PyMem_Free(w->blocks);
+    PyMem_Free(w->block_of_dest);
+    PyMem_Free(w->stack);
+    PyMem_Free(w->push_vals);
+    PyMem_Free(w->reach);
+    PyMem_Free(w->skel);
+    PyMem_Free(w->rops);
+    PyMem_Free(w->is_dest);
+    memset(w, 0, sizeof(*w));
+}
 
 /* The block a pushed value jumps into, or -1: only JUMPDEST offsets are valid targets. */
 static inline int32_t dest_block(const uint8_t *is_dest, const int32_t *block_of_dest, uint32_t v) {
     return (is_dest[v >> 3] >> (v & 7)) & 1 ? block_of_dest[v] : -1;
 }
 
-static int reserve(Py_ssize_t n) {
-    if (n + 1 <= ws.capacity) return 0;
-    Py_ssize_t cap = n + 1 > 2 * ws.capacity ? n + 1 : 2 * ws.capacity;
-    Instr *ins = PyMem_Realloc(ws.ins, sizeof(Instr) * cap);
-    if (ins) ws.ins = ins;
-    Block *blocks = PyMem_Realloc(ws.blocks, sizeof(Block) * cap);
-    if (blocks) ws.blocks = blocks;
-    int32_t *dest = PyMem_Realloc(ws.block_of_dest, sizeof(int32_t) * cap);
-    if (dest) ws.block_of_dest = dest;
-    int32_t *stack = PyMem_Realloc(ws.stack, sizeof(int32_t) * cap);
-    if (stack) ws.stack = stack;
-    uint8_t *reach = PyMem_Realloc(ws.reach, cap);
-    if (reach) ws.reach = reach;
-    uint8_t *skel = PyMem_Realloc(ws.skel, cap);
-    if (skel) ws.skel = skel;
-    uint8_t *rops = PyMem_Realloc(ws.rops, cap);
-    if (rops) ws.rops = rops;
-    uint32_t *push_vals = PyMem_Realloc(ws.push_vals, sizeof(uint32_t) * cap);
-    if (push_vals) ws.push_vals = push_vals;
-    uint8_t *is_dest = PyMem_Realloc(ws.is_dest, cap / 8 + 1);
-    if (is_dest) ws.is_dest = is_dest;
+static int reserve(Workspace *w, Py_ssize_t n) {
+    if (n + 1 <= w->capacity) return 0;
+    Py_ssize_t cap = n + 1 > 2 * w->capacity ? n + 1 : 2 * w->capacity;
+    Instr *ins = PyMem_Realloc(w->ins, sizeof(Instr) * cap);
+    if (ins) w->ins = ins;
+    Block *blocks = PyMem_Realloc(w->blocks, sizeof(Block) * cap);
+    if (blocks) w->blocks = blocks;
+    int32_t *dest = PyMem_Realloc(w->block_of_dest, sizeof(int32_t) * cap);
+    if (dest) w->block_of_dest = dest;
+    int32_t *stack = PyMem_Realloc(w->stack, sizeof(int32_t) * cap);
+    if (stack) w->stack = stack;
+    uint8_t *reach = PyMem_Realloc(w->reach, cap);
+    if (reach) w->reach = reach;
+    uint8_t *skel = PyMem_Realloc(w->skel, cap);
+    if (skel) w->skel = skel;
+    uint8_t *rops = PyMem_Realloc(w->rops, cap);
+    if (rops) w->rops = rops;
+    uint32_t *push_vals = PyMem_Realloc(w->push_vals, sizeof(uint32_t) * cap);
+    if (push_vals) w->push_vals = push_vals;
+    uint8_t *is_dest = PyMem_Realloc(w->is_dest, cap / 8 + 1);
+    if (is_dest) w->is_dest = is_dest;
     if (!ins || !blocks || !dest || !stack || !reach || !skel || !rops || !push_vals || !is_dest) {
         PyErr_NoMemory();
         return -1;
     }
-    ws.capacity = cap;
+    w->capacity = cap;
     return 0;
 }
 
@@ -163,6 +180,11 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     uint8_t *reach = NULL, *skel = NULL, *rops = NULL;
     Py_ssize_t *starts = NULL, *ends = NULL;
     PyObject *topics = NULL, *push20s = NULL;
+    Workspace local;
+    memset(&local, 0, sizeof(local));
+    Workspace *w = shared_busy ? &local : &shared_ws;
+    int owns_shared = !shared_busy;
+    shared_busy = 1;
 
     Py_ssize_t nskip = PySequence_Size(starts_obj);
     if (nskip < 0 || PySequence_Size(ends_obj) != nskip) {
@@ -182,14 +204,14 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     }
 
     /* 1. one linear decode that also splits basic blocks: before a JUMPDEST, after JUMP/JUMPI and halts */
-    if (reserve(n) < 0) goto done;
-    ins = ws.ins;
-    skel = ws.skel;
-    blocks = ws.blocks;
-    block_of_dest = ws.block_of_dest;
-    uint8_t *is_dest = ws.is_dest;
+    if (reserve(w, n) < 0) goto done;
+    ins = w->ins;
+    skel = w->skel;
+    blocks = w->blocks;
+    block_of_dest = w->block_of_dest;
+    uint8_t *is_dest = w->is_dest;
     memset(is_dest, 0, (size_t)n / 8 + 1);
-    uint32_t *push_vals = ws.push_vals;
+    uint32_t *push_vals = w->push_vals;
     Py_ssize_t ni = 0, nb = 0, npush = 0, cursor = 0, i = 0;
     Py_ssize_t next_skip = nskip > 0 ? starts[0] : n;
     int new_block = 1;
@@ -252,8 +274,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     blocks[nb].push_first = (int32_t)npush; /* sentinel: where the last block's pushes end */
 
     /* 3. reachability fixpoint */
-    reach = ws.reach;
-    stack = ws.stack;
+    reach = w->reach;
+    stack = w->stack;
     memset(reach, 0, nb + 1);
     Py_ssize_t top = 0;
     if (nb > 0) { reach[0] = 1; stack[top++] = 0; }
@@ -274,7 +296,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     }
 
     /* 4. outputs from reachable blocks, in address order */
-    rops = ws.rops;
+    rops = w->rops;
     uint8_t opset[32];
     memset(opset, 0, sizeof(opset));
     topics = PyList_New(0);
@@ -329,6 +351,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
                            (const char *)opset, (Py_ssize_t)32, ni, nr, rbytes, push20s);
 
 done:
+    if (owns_shared) shared_busy = 0;
+    else release(&local);
     Py_XDECREF(topics);
     Py_XDECREF(push20s);
     PyMem_Free(starts);

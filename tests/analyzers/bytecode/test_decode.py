@@ -329,3 +329,36 @@ def test_disassembly_follows_the_reference_decoder() -> None:
     ours = instructions(code)
     assert [int(line.split(":")[0]) for line in lines] == [i.pc for i in ours]
     assert [line.split(": ")[1].split()[0] for line in lines] == [i.name for i in ours]
+
+
+def test_a_scan_started_by_the_garbage_collector_inside_a_scan_does_not_corrupt_it() -> None:
+    """Creating the result lists can start a collection, whose callbacks may scan again: the nested call must
+    not reuse (and regrow) the running call's scratch space. Before the fix this crashed the process."""
+    import gc
+
+    block = bytes([0x5B, 0x7F]) + bytes(range(1, 33)) + bytes([0x60, 0x00, 0xA1])
+    code = block * 3000
+    expected = _scan.scan(code, (), ())
+    nested: dict = {"code": None}
+    ran = []
+
+    def callback(phase, _info):
+        if phase == "start" and nested["code"] is not None:
+            big, nested["code"] = nested["code"], None
+            ran.append(_scan.scan(big, (), ())[4])
+
+    gc.callbacks.append(callback)
+    threshold = gc.get_threshold()
+    try:
+        for size in (4_000_000, 8_000_000):  # each nested scan needs more room than the running one holds
+            hold = [[] for _ in range(200)]
+            nested["code"] = bytes([0x5B]) * size
+            gc.set_threshold(1)
+            got = _scan.scan(code, (), ())
+            gc.set_threshold(*threshold)
+            del hold
+            assert got == expected
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(callback)
+    assert ran  # a nested scan did run
