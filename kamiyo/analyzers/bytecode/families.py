@@ -3,11 +3,12 @@
 Rule for groups (why not connected components): links are taken best first and join two groups at once
 when one side is a single class (an ambiguous contract joins the family it resembles most). Two groups of
 several classes join only with support from several member pairs: at least max(2, ⌈s/4⌉) distinct classes on
-*each* side, s the smaller group's size, must link across. One contract that resembles two unrelated families
-is one class on its side, so it can never merge them.
+*each* side, s the smaller group's size, must link across. So a contract that resembles two families less than
+their members resemble each other arrives when both have formed, and is one class on its side: it cannot merge
+them. (Taking links best first, a bridge stronger than the families' own links can still join them.)
 
-Proxy-kind classes are never linked by similarity; a proxy joins its implementation's family when the
-implementation is among the inputs (ids that are addresses), else it stands alone.
+Proxy-kind classes are never linked by similarity; a proxy joins the family of the code it runs when that
+implementation is among the inputs (ids that are addresses, as in the daemon), else it stands alone.
 """
 
 from __future__ import annotations

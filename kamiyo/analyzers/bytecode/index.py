@@ -30,8 +30,10 @@ FOLLOWED_FEATURES = 6  # a query follows its rarest distinctive features, no mor
 MAX_POSTING = 5000  # a feature on more classes than this is too common to enumerate
 VERIFY_BY_OPCODES = 12  # best opcode-channel candidates verified per query
 VERIFY_BY_INTERFACE = 8  # best interface-channel candidates verified per query
-# A class this close to one already in the LSH stays out of it: queries reach it through that representative
-# (1 - J is a metric, so J >= 0.5 to it implies J >= 0.45 to the representative) and buckets stay small.
+# A class this close to one already in the LSH stays out of it, so that buckets stay small in big clone families.
+# Queries still reach its neighbourhood: 1 - J is a metric, so J >= 0.5 to it means J >= 0.45 to the
+# representative (an LSH candidate with probability >= 0.6), and its interface features stay in the postings.
+# The price: a few links go to the representative instead of the nearest class.
 NEAR_DUPLICATE_JACCARD = 0.95
 
 

@@ -70,7 +70,7 @@ class FeatureFrequency:
         self._flags = bytearray()
         self._weights = np.empty(0)  # capacity-doubling buffer; the first _n_weights entries are valid
         self._n_weights = 0
-        self._weights_at = -1  # class count when the weights were computed
+        self._weights_at: int | None = None  # class count when the weights were computed
         self._totals: dict[str, tuple[int, tuple[float, float, float]]] = {}
 
     def intern(self, features: frozenset[str]) -> array:
@@ -92,7 +92,7 @@ class FeatureFrequency:
     def weights(self) -> np.ndarray:
         """idf weight per feature id. New features get theirs on arrival; all are recomputed per generation."""
         total = self.classes + PRIOR_CLASSES
-        stale = total > (self._weights_at + PRIOR_CLASSES) * REFRESH_GROWTH
+        stale = self._weights_at is None or total > (self._weights_at + PRIOR_CLASSES) * REFRESH_GROWTH
         n = len(self._df)
         if stale or self._n_weights < n:
             start = 0 if stale else self._n_weights
@@ -111,7 +111,8 @@ class FeatureFrequency:
         return self._weights[:n]
 
     def rare_weight(self) -> float:
-        return math.log((self.classes + PRIOR_CLASSES + 1) / 2)
+        """The weight of a feature seen once, in the same generation as the weights it is compared with."""
+        return math.log(((self._weights_at or 0) + PRIOR_CLASSES + 1) / 2)
 
     def totals(self, key: str, ids: array) -> tuple[float, float, float]:
         """(all features, selectors, topics) weight totals of a class, cached per weight generation.
@@ -163,7 +164,7 @@ def compare(pa: IndexedClass, pb: IndexedClass, jaccard: float, freq: FeatureFre
     confidence = min(1.0, mass / freq.rare_weight() / DISTINCTIVE_FOR_FULL_CONFIDENCE)
     score = max(jaccard, (jaccard + iface * confidence) / 2)
     if jaccard >= CLONE_JACCARD:
-        relation, similarity = "clone", jaccard
+        relation = "clone"
     elif score < FORK_SCORE:
         return None
     elif min(pa.distinctive, pb.distinctive) >= DISTINCTIVE_FOR_FULL_CONFIDENCE and iface < SIBLING_MAX_INTERFACE:
@@ -171,7 +172,7 @@ def compare(pa: IndexedClass, pb: IndexedClass, jaccard: float, freq: FeatureFre
         # so what they share is library code, not lineage.
         return None
     else:
-        relation, similarity = "fork", score
+        relation = "fork"
     evidence = {
         "opcode_jaccard": round(jaccard, 4),
         "interface_similarity": round(iface, 4),
@@ -180,4 +181,4 @@ def compare(pa: IndexedClass, pb: IndexedClass, jaccard: float, freq: FeatureFre
         "topic_similarity": round(_ratio(w_top, top_a, top_b), 4),
         "shared_distinctive_features": n_distinctive,
     }
-    return Link(pa.key, pb.key, relation, round(similarity, 4), evidence)
+    return Link(pa.key, pb.key, relation, round(score, 4), evidence)  # the combined score that decided it
