@@ -193,6 +193,16 @@ def families_text(summary: dict, result, top: int = 15) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import config_path, load
+
+    settings = load(args.config)
+    chains = ", ".join(f"{c.name} ({c.chain_id}, {len(c.rpc)} rpc{', ws' if c.ws else ''})" for c in settings.chains)
+    backend = settings.storage.url.split(":", 1)[0]
+    print(f"{config_path(args.config)}: ok — storage {backend}; {len(settings.chains)} chain(s){': ' + chains if chains else ''}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kamiyo", description="On-chain security monitoring: forks and clones of EVM contracts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     families.add_argument("--export", action="append", default=[], type=_export_spec, metavar="FORMAT=FILE",
                           help="also write FORMAT to FILE (repeatable), from the same run")
     families.set_defaults(func=cmd_families)
+
+    check = sub.add_parser("check-config", help="validate a configuration file and list every problem")
+    check.add_argument("--config", metavar="PATH", help="default: $KAMIYO_CONFIG, then /etc/kamiyo/kamiyo.toml")
+    check.set_defaults(func=cmd_check_config)
     return parser
 
 

@@ -1,0 +1,196 @@
+"""TOML configuration → validated, immutable settings. Pydantic is used here, at the edge, and nowhere else.
+
+Strict by design: unknown keys are rejected, every problem is reported at once with its key path
+(`chains[1].rpc[0]`), and nothing falls back to a default silently. Secrets are written `{ env = "NAME" }` or
+`{ file = "PATH" }` wherever a string may hold one (RPC URLs carry API keys, database URLs passwords); they are
+resolved at load time and never appear in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import KamiyoError
+
+DEFAULT_PATH = Path("/etc/kamiyo/kamiyo.toml")
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
+
+
+class ConfigError(KamiyoError):
+    """The configuration cannot be used. `problems` lists every one, each as "key.path: what is wrong"."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration", source=source)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join([self.message, *(f"  {p}" for p in self.problems)])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class _SecretRef(_Strict):
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError('a secret is written { env = "NAME" } or { file = "PATH" }, exactly one of them')
+        return self
+
+    def resolve(self) -> str:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ValueError(f"environment variable {self.env} is not set")
+            return value.strip()
+        try:
+            return Path(self.file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _SecretRef.model_validate(value).resolve()
+    return value
+
+
+def _url_of(*schemes: str):
+    def check(url: str) -> str:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in schemes:
+            raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)} URL")
+        return url
+
+    return AfterValidator(check)
+
+
+# A string that may be written as a secret reference; URLs hold API keys, so they never show in a repr.
+MaybeSecret = Annotated[str, BeforeValidator(_resolve), Field(min_length=1)]
+HttpUrl = Annotated[MaybeSecret, _url_of("http", "https")]
+WsUrl = Annotated[MaybeSecret, _url_of("ws", "wss")]
+
+
+class StorageSettings(_Strict):
+    url: MaybeSecret = Field(repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not url.startswith(("sqlite://", "sqlite+aiosqlite://", "postgresql://", "postgresql+asyncpg://")):
+            raise ValueError("expected a sqlite:/// or postgresql:// URL")
+        return url
+
+    @property
+    def async_url(self) -> str:
+        """The URL SQLAlchemy's async engine takes: plain sqlite:// and postgresql:// get their async drivers."""
+        if self.url.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + self.url.removeprefix("sqlite://")
+        if self.url.startswith("postgresql://"):
+            return "postgresql+asyncpg://" + self.url.removeprefix("postgresql://")
+        return self.url
+
+
+class ChainSettings(_Strict):
+    name: str
+    chain_id: Annotated[int, Field(gt=0)]
+    rpc: list[HttpUrl] = Field(min_length=1, repr=False)
+    ws: list[WsUrl] = Field(default=[], repr=False)
+    confirmations: Annotated[int, Field(ge=0)] | Literal["safe", "finalized"] = 0
+    max_reorg_depth: Annotated[int, Field(ge=1, le=10_000)] = 64
+    requests_per_second: Annotated[float, Field(gt=0)] = 50.0
+    start_block: Annotated[int, Field(ge=0)] | Literal["latest"] = "latest"
+    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 2.0
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, name: str) -> str:
+        if not _SLUG.match(name):
+            raise ValueError("a chain name is a lowercase slug: letters, digits and dashes")
+        return name
+
+
+class Settings(_Strict):
+    storage: StorageSettings
+    chains: list[ChainSettings] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        for attr in ("name", "chain_id"):
+            seen: set = set()
+            for chain in self.chains:
+                value = getattr(chain, attr)
+                if value in seen:
+                    raise ValueError(f"two chains share the {attr} {value!r}")
+                seen.add(value)
+        return self
+
+    def chain(self, name: str) -> ChainSettings:
+        for chain in self.chains:
+            if chain.name == name:
+                return chain
+        raise KeyError(name)
+
+
+def _key_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("function-after", "function-before", "int", "float", "str", "literal['latest']",
+                      "literal['safe','finalized']", "constrained-int", "constrained-float") or "[" in str(part):
+            continue  # pydantic's names for the union branch tried, not keys of the file
+        else:
+            path += ("." if path else "") + str(part)
+    return path or "(top level)"
+
+
+def _problems(error: ValidationError) -> list[str]:
+    seen: dict[str, list[str]] = {}
+    for item in error.errors(include_url=False, include_input=False):
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        seen.setdefault(_key_path(item["loc"]), [])
+        if message not in seen[_key_path(item["loc"])]:
+            seen[_key_path(item["loc"])].append(message)
+    # a union (e.g. confirmations = int | "safe" | "finalized") fails once per branch: say it once
+    return [f"{path}: {'; or '.join(messages)}" for path, messages in seen.items()]
+
+
+def parse(text: str, source: str = "<config>") -> Settings:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from exc
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _problems(exc)) from exc
+
+
+def config_path(explicit: str | None) -> Path:
+    """--config, else $KAMIYO_CONFIG, else /etc/kamiyo/kamiyo.toml."""
+    return Path(explicit or os.environ.get("KAMIYO_CONFIG") or DEFAULT_PATH)
+
+
+def load(explicit: str | None = None) -> Settings:
+    path = config_path(explicit)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(str(path), [f"cannot read the configuration file ({reason})"]) from exc
+    return parse(text, str(path))
