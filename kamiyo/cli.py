@@ -203,6 +203,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .config import load
+    from .storage.engine import create_engine
+    from .storage.migrations import current_version, upgrade
+
+    settings = load(args.config)
+
+    async def run() -> tuple[list, int]:
+        engine = create_engine(settings.storage)
+        try:
+            return await upgrade(engine), await current_version(engine)
+        finally:
+            await engine.dispose()
+
+    applied, version = asyncio.run(run())
+    for migration in applied:
+        print(f"applied {migration.version}: {migration.description}")
+    print(f"schema at version {version}" + ("" if applied else " (already current)"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kamiyo", description="On-chain security monitoring: forks and clones of EVM contracts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and list every problem")
     check.add_argument("--config", metavar="PATH", help="default: $KAMIYO_CONFIG, then /etc/kamiyo/kamiyo.toml")
     check.set_defaults(func=cmd_check_config)
+
+    db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
+    db_upgrade = db.add_parser("upgrade", help="create the schema, or apply pending migrations")
+    db_upgrade.add_argument("--config", metavar="PATH", help="default: $KAMIYO_CONFIG, then /etc/kamiyo/kamiyo.toml")
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
     return parser
 
 

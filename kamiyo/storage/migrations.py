@@ -1,0 +1,70 @@
+"""Versioned schema migrations: an ordered list, each applied once in its own transaction and recorded.
+
+`kamiyo db upgrade` and the daemon's start both call `upgrade`; a database newer than this code is refused
+rather than written to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, inspect, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..errors import KamiyoError
+from . import schema
+
+
+class SchemaTooNew(KamiyoError):
+    """The database was upgraded by a newer Kamiyo; this one does not know its tables."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _initial(conn: Connection) -> None:
+    for table in (schema.checkpoints, schema.blocks):
+        table.create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "checkpoints and recent blocks per chain", _initial),)
+LATEST = MIGRATIONS[-1].version
+
+
+def _applied(conn: Connection) -> set[int]:
+    if not inspect(conn).has_table(schema.schema_migrations.name):
+        schema.schema_migrations.create(conn)
+        return set()
+    return set(conn.execute(select(schema.schema_migrations.c.version)).scalars())
+
+
+async def upgrade(engine: AsyncEngine) -> list[Migration]:
+    """Apply every pending migration; returns those applied (empty when the schema was current)."""
+    async with engine.begin() as conn:
+        applied = await conn.run_sync(_applied)
+    newer = {v for v in applied if v > LATEST}
+    if newer:
+        raise SchemaTooNew(f"the database has schema version {max(newer)}; this Kamiyo knows up to {LATEST}")
+    done = []
+    for migration in MIGRATIONS:
+        if migration.version in applied:
+            continue
+        async with engine.begin() as conn:  # one transaction per migration: a failure leaves the previous state
+            await conn.run_sync(migration.apply)
+            await conn.execute(
+                schema.schema_migrations.insert().values(version=migration.version, description=migration.description)
+            )
+        done.append(migration)
+    return done
+
+
+async def current_version(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        applied = await conn.run_sync(_applied)
+        await conn.commit()
+    return max(applied, default=0)
