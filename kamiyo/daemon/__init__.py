@@ -1,0 +1,1 @@
+"""The long-running process: per-chain followers (this slice), later the supervisor and systemd integration."""

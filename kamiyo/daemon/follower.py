@@ -1,0 +1,117 @@
+"""Following one chain: catch up from the checkpoint to the confirmed head, block by block, never skipping one.
+
+Each block is committed with what it produced and the checkpoint in one transaction (`commit_block`), so a crash
+at any moment resumes at checkpoint + 1. Parent-hash continuity is checked on every block; a mismatch walks back
+through the stored recent blocks to the common ancestor, rolls storage back to it (`on_rollback` retracts what
+the dropped blocks produced) and reprocesses the new branch. A reorg deeper than `max_reorg_depth` stops the
+chain with an error: never silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import and_, delete
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .. import log
+from ..chains.blocks import BlockRef
+from ..chains.source import EvmChainSource
+from ..errors import KamiyoError
+from ..storage.checkpoints import commit_block, load_checkpoint, recent_block
+from ..storage.schema import blocks, checkpoints
+from ..storage.upsert import upsert
+
+BlockWork = Callable[[AsyncConnection, BlockRef], Awaitable[None]]
+Rollback = Callable[[AsyncConnection, int, int], Awaitable[None]]  # (conn, chain_id, first dropped block number)
+STEP_BLOCKS = 500  # blocks fetched per catch-up step; each is still committed on its own
+
+
+class ReorgTooDeep(KamiyoError):
+    """The node's chain and ours differ deeper than max_reorg_depth: refuse to guess, stop this chain."""
+
+
+class ChainFollower:
+    def __init__(self, source: EvmChainSource, engine: AsyncEngine, work: BlockWork | None = None,
+                 on_rollback: Rollback | None = None) -> None:
+        self.source = source
+        self.engine = engine
+        self.work = work
+        self.on_rollback = on_rollback
+        self.cursor: tuple[int, str] | None = None  # (number, hash) of the last committed block
+        self.log = log.get("kamiyo.follower").bind(chain=source.settings.name)
+
+    async def start(self) -> None:
+        await self.source.verify()
+        self.cursor = await load_checkpoint(self.engine, self.source.chain_id)
+        if self.cursor is None:
+            start = self.source.settings.start_block
+            first = await self.source.head() if start == "latest" else start
+            if first > 0:  # begin at `first`: the block before it is the anchor, not processed
+                anchor = await self.source.block(first - 1)
+                self.cursor = (anchor.number, anchor.hash)
+        self.log.info("follower.started", checkpoint=self.cursor[0] if self.cursor else None)
+
+    async def step(self) -> int:
+        """Process what is confirmed beyond the cursor (up to STEP_BLOCKS); returns the number of blocks committed.
+
+        A reorg met on the way is rolled back and the new branch processed within the same step."""
+        head = await self.source.head()
+        committed = 0
+        while (next_number := self.cursor[0] + 1 if self.cursor else 0) <= head and committed < STEP_BLOCKS:
+            last = min(head, next_number + STEP_BLOCKS - committed - 1)
+            for block in await self.source.blocks(next_number, last):
+                if self.cursor is not None and block.parent_hash != self.cursor[1]:
+                    if not await self._rewind(block):
+                        return committed  # the node changed under us mid-read: try again next step
+                    break  # fetch again from the common ancestor, on the new branch
+                await commit_block(self.engine, block, self._work_for(block),
+                                   keep=self.source.settings.max_reorg_depth)
+                self.cursor = (block.number, block.hash)
+                committed += 1
+        return committed
+
+    def _work_for(self, block: BlockRef):
+        if self.work is None:
+            return None
+
+        async def work(conn: AsyncConnection) -> None:
+            await self.work(conn, block)
+
+        return work
+
+    async def _rewind(self, first_mismatch: BlockRef) -> int:
+        """Roll back to the common ancestor; returns how many of our blocks were dropped."""
+        depth_limit = self.source.settings.max_reorg_depth
+        number = self.cursor[0]
+        while True:
+            if self.cursor[0] - number >= depth_limit:
+                raise ReorgTooDeep(
+                    f"chain {self.source.settings.name!r}: no common ancestor within {depth_limit} blocks of "
+                    f"{self.cursor[0]}; stopping this chain",
+                    chain=self.source.settings.name, at=self.cursor[0],
+                )
+            ours = await recent_block(self.engine, self.source.chain_id, number)
+            if ours is None:
+                raise ReorgTooDeep(f"chain {self.source.settings.name!r}: block {number} is not stored, cannot "
+                                   "find the common ancestor", chain=self.source.settings.name, at=number)
+            if (await self.source.block(number)).hash == ours.hash:
+                break  # `number` is the common ancestor
+            number -= 1
+        dropped = self.cursor[0] - ours.number
+        if dropped:
+            await self._roll_back_to(ours)
+            self.log.warning("reorg.rolled_back", ancestor=ours.number, dropped=dropped, seen_at=first_mismatch.number)
+            self.cursor = (ours.number, ours.hash)
+        return dropped
+
+    async def _roll_back_to(self, ancestor: BlockRef) -> None:
+        chain_id = ancestor.chain_id
+        async with self.engine.begin() as conn:
+            if self.on_rollback is not None:
+                await self.on_rollback(conn, chain_id, ancestor.number + 1)
+            await conn.execute(delete(blocks).where(and_(blocks.c.chain_id == chain_id,
+                                                         blocks.c.number > ancestor.number)))
+            await conn.execute(upsert(conn, checkpoints,
+                                      {"chain_id": chain_id, "number": ancestor.number, "hash": ancestor.hash},
+                                      keys=("chain_id",)))

@@ -1,0 +1,111 @@
+"""Following a real anvil chain: catch-up with a checkpoint per block, resume after restart, reorg roll-back."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, and_, delete, select
+
+from kamiyo.chains.rpc import RpcClient
+from kamiyo.chains.source import EvmChainSource
+from kamiyo.config import ChainSettings, StorageSettings
+from kamiyo.daemon.follower import ChainFollower, ReorgTooDeep
+from kamiyo.storage.checkpoints import load_checkpoint
+from kamiyo.storage.engine import create_engine
+from kamiyo.storage.migrations import upgrade
+from tests.support.anvil import AnvilUnavailable, anvil, anvil_binary
+
+# What blocks "produced", as a pipeline stage would write it: one row per processed block, by hash.
+produced_meta = MetaData()
+produced = Table("produced", produced_meta, Column("chain_id", BigInteger, primary_key=True),
+                 Column("number", BigInteger, primary_key=True), Column("hash", String(66), nullable=False))
+
+
+async def record(conn, block):
+    await conn.execute(produced.insert().values(chain_id=block.chain_id, number=block.number, hash=block.hash))
+
+
+async def retract(conn, chain_id, first_dropped):
+    await conn.execute(delete(produced).where(and_(produced.c.chain_id == chain_id, produced.c.number >= first_dropped)))
+
+
+@pytest.fixture
+def node():
+    try:
+        anvil_binary()
+    except AnvilUnavailable as exc:
+        pytest.skip(str(exc))
+    with anvil(31337) as running:
+        yield running
+
+
+@pytest.fixture
+async def engine(tmp_path):
+    engine = create_engine(StorageSettings(url=f"sqlite:///{tmp_path / 'k.db'}"))
+    await upgrade(engine)
+    async with engine.begin() as conn:
+        await conn.run_sync(produced_meta.create_all)
+    yield engine
+    await engine.dispose()
+
+
+def follower(node, engine, client, **overrides) -> ChainFollower:
+    settings = ChainSettings(name="local", chain_id=31337, rpc=[node.http], start_block=0, **overrides)
+    return ChainFollower(EvmChainSource(settings, client), engine, work=record, on_rollback=retract)
+
+
+async def run_to_head(f: ChainFollower) -> None:
+    while await f.step():
+        pass
+
+
+async def stored(engine) -> dict[int, str]:
+    async with engine.connect() as conn:
+        return {r.number: r.hash for r in await conn.execute(select(produced.c.number, produced.c.hash))}
+
+
+def canonical(node, numbers) -> dict[int, str]:
+    return {n: node.rpc("eth_getBlockByNumber", [hex(n), False])["hash"] for n in numbers}
+
+
+async def test_catch_up_restart_and_no_block_twice(node, engine):
+    node.rpc("anvil_mine", [hex(700)])
+    async with RpcClient([node.http], requests_per_second=10_000) as client:
+        first = follower(node, engine, client)
+        await first.start()
+        await run_to_head(first)
+        assert await stored(engine) == canonical(node, range(701))
+        node.rpc("anvil_mine", [hex(25)])
+        again = follower(node, engine, client)  # a restart: a new follower on the same database
+        await again.start()
+        assert again.cursor[0] == 700
+        await run_to_head(again)
+    assert await stored(engine) == canonical(node, range(726))  # every block once (primary key), none skipped
+    assert (await load_checkpoint(engine, 31337))[0] == 725
+
+
+async def test_a_reorg_is_rolled_back_and_the_new_branch_processed(node, engine):
+    node.rpc("anvil_mine", [hex(30)])
+    async with RpcClient([node.http], requests_per_second=10_000) as client:
+        f = follower(node, engine, client)
+        await f.start()
+        await run_to_head(f)
+        old = await stored(engine)
+        node.rpc("anvil_reorg", [6, []])  # blocks 25..30 replaced
+        node.rpc("anvil_mine", ["0x2"])
+        await run_to_head(f)
+    now = await stored(engine)
+    assert now == canonical(node, range(33))
+    assert all(now[n] != old[n] for n in range(25, 31)) and all(now[n] == old[n] for n in range(25))
+
+
+async def test_a_reorg_deeper_than_allowed_stops_the_chain(node, engine):
+    node.rpc("anvil_mine", [hex(20)])
+    async with RpcClient([node.http], requests_per_second=10_000) as client:
+        f = follower(node, engine, client, max_reorg_depth=3)
+        await f.start()
+        await run_to_head(f)
+        node.rpc("anvil_reorg", [8, []])
+        node.rpc("anvil_mine", ["0x1"])
+        with pytest.raises(ReorgTooDeep):
+            await run_to_head(f)
+    assert (await load_checkpoint(engine, 31337))[0] == 20  # nothing rolled back on a guess
