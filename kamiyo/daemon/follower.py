@@ -22,7 +22,10 @@ from ..storage.checkpoints import commit_block, load_checkpoint, recent_block
 from ..storage.schema import blocks, checkpoints
 from ..storage.upsert import upsert
 
-BlockWork = Callable[[AsyncConnection, BlockRef], Awaitable[None]]
+# A stage looks at a block outside any transaction (RPC calls, analysis) and returns what to write inside the
+# block's transaction, or None: the database lock is never held while waiting on the network.
+Write = Callable[[AsyncConnection], Awaitable[None]]
+BlockWork = Callable[[BlockRef], Awaitable[Write | None]]
 Rollback = Callable[[AsyncConnection, int, int], Awaitable[None]]  # (conn, chain_id, first dropped block number)
 STEP_BLOCKS = 500  # blocks fetched per catch-up step; each is still committed on its own
 
@@ -65,20 +68,11 @@ class ChainFollower:
                     if not await self._rewind(block):
                         return committed  # the node changed under us mid-read: try again next step
                     break  # fetch again from the common ancestor, on the new branch
-                await commit_block(self.engine, block, self._work_for(block),
-                                   keep=self.source.settings.max_reorg_depth)
+                write = await self.work(block) if self.work is not None else None
+                await commit_block(self.engine, block, write, keep=self.source.settings.max_reorg_depth)
                 self.cursor = (block.number, block.hash)
                 committed += 1
         return committed
-
-    def _work_for(self, block: BlockRef):
-        if self.work is None:
-            return None
-
-        async def work(conn: AsyncConnection) -> None:
-            await self.work(conn, block)
-
-        return work
 
     async def _rewind(self, first_mismatch: BlockRef) -> int:
         """Roll back to the common ancestor; returns how many of our blocks were dropped."""

@@ -32,7 +32,14 @@ def _initial(conn: Connection) -> None:
         table.create(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "checkpoints and recent blocks per chain", _initial),)
+def _deployments(conn: Connection) -> None:
+    schema.deployments.create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "checkpoints and recent blocks per chain", _initial),
+    Migration(2, "deployments", _deployments),
+)
 LATEST = MIGRATIONS[-1].version
 
 

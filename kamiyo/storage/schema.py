@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, func
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, func
 
 metadata = MetaData(
     naming_convention={"pk": "pk_%(table_name)s", "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -36,4 +36,23 @@ blocks = Table(
     Column("hash", String(66), nullable=False),
     Column("parent_hash", String(66), nullable=False),
     Column("timestamp", BigInteger, nullable=False),
+)
+
+
+# Every contract seen deployed: where, by whom, and what its code is (its class links it to its family).
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("chain_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("address", String(42), primary_key=True),
+    Column("block_number", BigInteger, nullable=False, index=True),
+    Column("tx_hash", String(66), nullable=False),
+    Column("creator", String(42), nullable=False),
+    Column("deployer", String(42), nullable=False),
+    Column("internal", Boolean, nullable=False),
+    Column("code_hash", String(66), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("implementation", String(42)),
+    Column("skeleton_hash", String(34), nullable=False, index=True),
 )

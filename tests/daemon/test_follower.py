@@ -20,8 +20,11 @@ produced = Table("produced", produced_meta, Column("chain_id", BigInteger, prima
                  Column("number", BigInteger, primary_key=True), Column("hash", String(66), nullable=False))
 
 
-async def record(conn, block):
-    await conn.execute(produced.insert().values(chain_id=block.chain_id, number=block.number, hash=block.hash))
+async def record(block):
+    async def write(conn):
+        await conn.execute(produced.insert().values(chain_id=block.chain_id, number=block.number, hash=block.hash))
+
+    return write
 
 
 async def retract(conn, chain_id, first_dropped):

@@ -1,0 +1,126 @@
+"""Every contract a block created, top-level and inside transactions (factories, CREATE2, clones).
+
+The cheapest source an endpoint offers is used, probed once per endpoint: `trace_block` (parity traces; on anvil
+~4,400 blocks/s), else `debug_traceBlockByNumber` with the call tracer (~24 blocks/s), else receipts'
+`contractAddress`, which sees top-level deployments only; that last case is logged, since factory products are
+then missed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import log
+from .mappers import MalformedNodeAnswer
+from .rpc import RpcClient, RpcError
+
+TRACE_BLOCK, DEBUG_TRACE, RECEIPTS = "trace_block", "debug_traceBlockByNumber", "receipts"
+
+
+@dataclass(frozen=True, slots=True)
+class NewContract:
+    chain_id: int
+    address: str  # lowercase 0x
+    block: int
+    tx_hash: str
+    creator: str  # the account or contract that executed the CREATE
+    deployer: str  # the transaction's sender
+    internal: bool  # created inside a transaction by another contract
+
+
+def _address(value: object, what: str) -> str:
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+        raise MalformedNodeAnswer(f"{what}: expected an address, got {value!r:.60}")
+    return value.lower()
+
+
+class DeploymentFinder:
+    def __init__(self, client: RpcClient, chain_id: int, chain_name: str = "") -> None:
+        self.client = client
+        self.chain_id = chain_id
+        self.method: str | None = None
+        self.log = log.get("kamiyo.deployments").bind(chain=chain_name or str(chain_id))
+
+    async def probe(self) -> str:
+        for method, params in ((TRACE_BLOCK, ["0x0"]), (DEBUG_TRACE, ["0x0", {"tracer": "callTracer"}])):
+            try:
+                await self.client.call(method, params)
+            except RpcError:
+                continue
+            self.method = method
+            break
+        else:
+            self.method = RECEIPTS
+            self.log.warning("deployments.no_traces", detail="neither trace_block nor debug_traceBlockByNumber: "
+                             "contracts created inside transactions will be missed")
+        self.log.info("deployments.source", method=self.method)
+        return self.method
+
+    async def find(self, number: int) -> list[NewContract]:
+        if self.method is None:
+            await self.probe()
+        if self.method == TRACE_BLOCK:
+            return self._from_parity(number, await self.client.call(TRACE_BLOCK, [hex(number)]))
+        if self.method == DEBUG_TRACE:
+            return await self._from_call_tracer(number)
+        return self._from_receipts(number, await self.client.call("eth_getBlockReceipts", [hex(number)]))
+
+    def _from_parity(self, number: int, traces: object) -> list[NewContract]:
+        if not isinstance(traces, list):
+            raise MalformedNodeAnswer(f"trace_block {number}: expected a list")
+        senders = {t.get("transactionHash"): t.get("action", {}).get("from")
+                   for t in traces if isinstance(t, dict) and t.get("traceAddress") == []}
+        found = []
+        for t in traces:
+            if not isinstance(t, dict) or t.get("type") != "create" or t.get("error") or not t.get("result"):
+                continue  # failed creations leave no contract
+            tx = t.get("transactionHash") or ""
+            found.append(NewContract(
+                self.chain_id, _address(t["result"].get("address"), "trace.result.address"), number, tx,
+                _address(t.get("action", {}).get("from"), "trace.action.from"),
+                _address(senders.get(tx) or t["action"]["from"], "trace sender"), t.get("traceAddress") != [],
+            ))
+        return found
+
+    async def _from_call_tracer(self, number: int) -> list[NewContract]:
+        results = await self.client.call(DEBUG_TRACE, [hex(number), {"tracer": "callTracer"}])
+        if not isinstance(results, list):
+            raise MalformedNodeAnswer(f"debug_traceBlockByNumber {number}: expected a list")
+        found = []
+        for entry in results:
+            frame = entry.get("result") if isinstance(entry, dict) else None
+            if not isinstance(frame, dict):
+                continue
+            tx, sender = entry.get("txHash") or "", frame.get("from")
+            stack = [(frame, False)]
+            while stack:
+                call, internal = stack.pop()
+                if call.get("type") in ("CREATE", "CREATE2") and not call.get("error") and call.get("to"):
+                    found.append(NewContract(self.chain_id, _address(call["to"], "callTracer.to"), number, tx,
+                                             _address(call.get("from"), "callTracer.from"),
+                                             _address(sender, "callTracer sender"), internal))
+                stack.extend((c, True) for c in reversed(call.get("calls") or []) if isinstance(c, dict))
+        return found
+
+    def _from_receipts(self, number: int, receipts: object) -> list[NewContract]:
+        if not isinstance(receipts, list):
+            raise MalformedNodeAnswer(f"eth_getBlockReceipts {number}: expected a list")
+        return [
+            NewContract(self.chain_id, _address(r["contractAddress"], "receipt.contractAddress"), number,
+                        r.get("transactionHash") or "", _address(r.get("from"), "receipt.from"),
+                        _address(r.get("from"), "receipt.from"), False)
+            for r in receipts
+            if isinstance(r, dict) and r.get("contractAddress") and r.get("status") == "0x1"
+        ]
+
+    async def code(self, contracts: list[NewContract]) -> list[bytes]:
+        """Runtime code of each new contract as of its block, in one batch."""
+        if not contracts:
+            return []
+        answers = await self.client.batch([("eth_getCode", [c.address, hex(c.block)]) for c in contracts])
+        out = []
+        for contract, raw in zip(contracts, answers):
+            if not isinstance(raw, str) or not raw.startswith("0x"):
+                raise MalformedNodeAnswer(f"eth_getCode {contract.address}: expected hex")
+            out.append(bytes.fromhex(raw[2:]))
+        return out
