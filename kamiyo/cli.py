@@ -226,6 +226,16 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .config import load
+    from .daemon.supervisor import run
+
+    asyncio.run(run(load(args.config)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kamiyo", description="On-chain security monitoring: forks and clones of EVM contracts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -253,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade = db.add_parser("upgrade", help="create the schema, or apply pending migrations")
     db_upgrade.add_argument("--config", metavar="PATH", help="default: $KAMIYO_CONFIG, then /etc/kamiyo/kamiyo.toml")
     db_upgrade.set_defaults(func=cmd_db_upgrade)
+
+    run = sub.add_parser("run", help="follow the configured chains until SIGTERM or SIGINT")
+    run.add_argument("--config", metavar="PATH", help="default: $KAMIYO_CONFIG, then /etc/kamiyo/kamiyo.toml")
+    run.set_defaults(func=cmd_run)
     return parser
 
 

@@ -120,8 +120,13 @@ class ChainSettings(_Strict):
         return name
 
 
+class DaemonSettings(_Strict):
+    shutdown_grace: Annotated[float, Field(gt=0, le=600)] = 10.0  # seconds to finish the open block on SIGTERM
+
+
 class Settings(_Strict):
     storage: StorageSettings
+    daemon: DaemonSettings = DaemonSettings()
     chains: list[ChainSettings] = []
 
     @model_validator(mode="after")

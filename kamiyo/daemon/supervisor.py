@@ -1,0 +1,83 @@
+"""`kamiyo run`: one pipeline per configured chain, all in one task group, until a signal says stop.
+
+A chain that fails never stalls another: transient errors are logged and retried with backoff; a chain that must
+not go on (its node reports another chain id, a reorg beyond max_reorg_depth) is stopped loudly while the others
+continue. SIGTERM and SIGINT only set an event: each pipeline finishes the block it is committing and returns;
+after the grace period whatever is left is cancelled, which is safe because every block commits atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from .. import log
+from ..chains.deployments import DeploymentFinder
+from ..chains.rpc import RpcClient
+from ..chains.source import ChainIdMismatch, EvmChainSource
+from ..config import ChainSettings, Settings
+from ..errors import KamiyoError
+from ..storage.engine import create_engine
+from ..storage.migrations import upgrade
+from .deployments import DeploymentStage
+from .follower import ChainFollower, ReorgTooDeep
+
+FATAL = (ChainIdMismatch, ReorgTooDeep)
+MAX_BACKOFF = 60.0
+
+
+async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def follow_chain(chain: ChainSettings, engine, stop: asyncio.Event) -> None:
+    clog = log.get("kamiyo.daemon").bind(chain=chain.name, chain_id=chain.chain_id)
+    backoff = chain.poll_interval
+    while not stop.is_set():
+        try:
+            async with RpcClient(chain.rpc, requests_per_second=chain.requests_per_second) as client:
+                stage = DeploymentStage(DeploymentFinder(client, chain.chain_id, chain.name))
+                follower = ChainFollower(EvmChainSource(chain, client), engine, work=stage, on_rollback=stage.rollback)
+                await follower.start()
+                while not stop.is_set():
+                    committed = await follower.step()
+                    backoff = chain.poll_interval
+                    if committed:
+                        clog.info("checkpoint.committed", number=follower.cursor[0], blocks=committed)
+                    else:
+                        await _sleep_unless_stopped(stop, chain.poll_interval)
+        except FATAL as exc:
+            clog.error("chain.stopped", error=str(exc))
+            return
+        except (KamiyoError, OSError) as exc:
+            clog.warning("chain.error", error=str(exc), retry_in=round(backoff, 2))
+            await _sleep_unless_stopped(stop, backoff)
+            backoff = min(MAX_BACKOFF, backoff * 2)
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    dlog = log.get("kamiyo.daemon")
+    engine = create_engine(settings.storage)
+    try:
+        await upgrade(engine)
+        dlog.info("daemon.started", chains=[c.name for c in settings.chains])
+        tasks = [asyncio.create_task(follow_chain(c, engine, stop), name=c.name) for c in settings.chains]
+        if tasks:
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait([stopping, asyncio.gather(*tasks)], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            done, pending = await asyncio.wait(tasks, timeout=settings.daemon.shutdown_grace)
+            for task in pending:  # past the grace period: cancel; the open block's transaction rolls back
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        dlog.info("daemon.stopped")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await engine.dispose()

@@ -1,0 +1,88 @@
+"""`kamiyo run` as a process: several real anvil chains at once, one misconfigured, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support.anvil import AnvilUnavailable, anvil, anvil_binary
+
+
+@pytest.fixture(autouse=True)
+def _need_anvil():
+    try:
+        anvil_binary()
+    except AnvilUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def checkpoints(db) -> dict[int, int]:
+    try:
+        with sqlite3.connect(db) as con:
+            return dict(con.execute("SELECT chain_id, number FROM checkpoints"))
+    except sqlite3.OperationalError:
+        return {}
+
+
+def test_chains_are_followed_at_once_a_wrong_chain_id_is_refused_and_sigterm_exits_cleanly(tmp_path):
+    db = tmp_path / "state" / "kamiyo.db"
+    with anvil(1001) as a, anvil(1002, block_time=1) as b, anvil(1003) as c:
+        a.rpc("anvil_mine", [hex(40)])
+        config = tmp_path / "kamiyo.toml"
+        config.write_text(f"""
+[storage]
+url = "sqlite:///{db}"
+
+[[chains]]
+name = "alpha"
+chain_id = 1001
+rpc = ["{a.http}"]
+start_block = 0
+poll_interval = 0.2
+
+[[chains]]
+name = "beta"
+chain_id = 1002
+rpc = ["{b.http}"]
+start_block = 0
+poll_interval = 0.2
+
+[[chains]]
+name = "gamma"
+chain_id = 9999
+rpc = ["{c.http}"]
+start_block = 0
+""")
+        daemon = subprocess.Popen([sys.executable, "-m", "kamiyo.cli", "run", "--config", str(config)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                seen = checkpoints(db)
+                if seen.get(1001) == 40 and seen.get(1002, 0) >= 2:
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail(f"the chains did not progress: {checkpoints(db)}")
+            a.rpc("anvil_mine", ["0x5"])  # new blocks on alpha are followed too
+            while checkpoints(db).get(1001) != 45 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert checkpoints(db).get(1001) == 45
+            daemon.send_signal(signal.SIGTERM)
+            _, err = daemon.communicate(timeout=15)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.communicate()
+    assert daemon.returncode == 0, err[-2000:]
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    stopped = [e for e in events if e["event"] == "chain.stopped"]
+    assert [e["chain"] for e in stopped] == ["gamma"] and "reports 1003" in stopped[0]["error"]
+    assert events[-1]["event"] == "daemon.stopped"
+    assert 9999 not in checkpoints(db)
