@@ -1,0 +1,85 @@
+"""The daemon killed with -9 at random moments, again and again: after each restart it resumes at
+checkpoint + 1, so in the end every deployment is stored exactly once and nothing is skipped."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support.anvil import AnvilUnavailable, anvil, anvil_binary
+
+# Creation code that deploys a 1-byte runtime (STOP): CODECOPY(0, 12, 1), RETURN(0, 1), then the runtime byte.
+TINY = "0x6001600c60003960016000f300"
+KILLS = 20
+
+
+@pytest.fixture(autouse=True)
+def _need_anvil():
+    try:
+        anvil_binary()
+    except AnvilUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def query(db, sql):
+    try:
+        with sqlite3.connect(db, timeout=10) as con:
+            return con.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
+    rng = random.Random(20261201)
+    db = tmp_path / "kamiyo.db"
+    with anvil(4444) as node:
+        account = node.rpc("eth_accounts")[0]
+        expected = set()
+        for _ in range(300):  # 3,000 blocks, a deployment in every tenth
+            expected.add(node.rpc("eth_sendTransaction", [{"from": account, "data": TINY, "gas": hex(100_000)}]))
+            node.rpc("anvil_mine", ["0x9"])
+        head = int(node.rpc("eth_blockNumber"), 16)
+        assert head == 3000 and len(expected) == 300
+
+        config = tmp_path / "kamiyo.toml"
+        config.write_text(f'[storage]\nurl = "sqlite:///{db}"\n\n[[chains]]\nname = "local"\nchain_id = 4444\n'
+                          f'rpc = ["{node.http}"]\nstart_block = 0\npoll_interval = 0.1\nrequests_per_second = 5000\n')
+        command = [sys.executable, "-m", "kamiyo.cli", "run", "--config", str(config)]
+        progress = []
+        def checkpoint() -> int:
+            rows = query(db, "SELECT number FROM checkpoints")
+            return rows[0][0] if rows else -1
+
+        for _ in range(KILLS):
+            before = checkpoint()
+            daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while checkpoint() == before and time.monotonic() < deadline:  # wait until it is committing blocks
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.25))  # then kill it at a random moment, often inside a commit
+            daemon.send_signal(signal.SIGKILL)
+            daemon.wait()
+            progress.append(checkpoint())
+        assert progress[-1] < head, "the kills should land during catch-up; slow them down if this fails"
+
+        daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and query(db, "SELECT number FROM checkpoints") != [(head,)]:
+                time.sleep(0.1)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.communicate(timeout=15)
+    stored = query(db, "SELECT tx_hash FROM deployments")
+    assert sorted(progress) == progress  # the checkpoint never went backwards across kills
+    assert len(set(progress)) >= KILLS // 2, progress  # and most kills landed while it was making progress
+    print("checkpoints after each kill:", progress)
+    assert len(stored) == len(set(stored)) == 300
+    assert {h for (h,) in stored} == expected
+    assert query(db, "SELECT number FROM checkpoints") == [(head,)]
