@@ -230,9 +230,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     from .config import load
-    from .daemon.supervisor import run
+    from .daemon.supervisor import run, single_daemon
 
-    asyncio.run(run(load(args.config)))
+    settings = load(args.config)
+    with single_daemon(settings.storage):
+        asyncio.run(run(settings))
     return 0
 
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from .. import log
 from ..chains.deployments import DeploymentFinder
@@ -24,6 +29,28 @@ from .deployments import DeploymentStage
 from .follower import ChainFollower, ReorgTooDeep
 
 FATAL = (ChainIdMismatch, ReorgTooDeep)
+
+
+class DaemonAlreadyRunning(KamiyoError):
+    """Another daemon holds this database: two writers would interleave checkpoints."""
+
+
+@contextlib.contextmanager
+def single_daemon(storage) -> Iterator[None]:
+    """An exclusive lock beside an SQLite database for the process's lifetime (the kernel drops it on kill -9).
+    PostgreSQL deployments get an advisory lock when that backend lands."""
+    url = make_url(storage.async_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        yield
+        return
+    path = Path(url.database + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise DaemonAlreadyRunning(f"another kamiyo daemon is running on {url.database} (lock {path})") from exc
+        yield
 MAX_BACKOFF = 60.0
 
 

@@ -86,3 +86,23 @@ start_block = 0
     assert [e["chain"] for e in stopped] == ["gamma"] and "reports 1003" in stopped[0]["error"]
     assert events[-1]["event"] == "daemon.stopped"
     assert 9999 not in checkpoints(db)
+
+
+def test_a_second_daemon_on_the_same_database_refuses_to_start(tmp_path):
+    with anvil(1001) as a:
+        config = tmp_path / "kamiyo.toml"
+        config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "k.db"}"\n\n[[chains]]\nname = "alpha"\n'
+                          f'chain_id = 1001\nrpc = ["{a.http}"]\n')
+        command = [sys.executable, "-m", "kamiyo.cli", "run", "--config", str(config)]
+        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not checkpoints(tmp_path / "k.db") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            second = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        finally:
+            first.send_signal(signal.SIGTERM)
+            first.communicate(timeout=15)
+    assert second.returncode == 2
+    assert "another kamiyo daemon is running" in second.stderr and "Traceback" not in second.stderr
+    assert first.returncode == 0
