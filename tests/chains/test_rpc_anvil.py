@@ -5,15 +5,12 @@ from __future__ import annotations
 import pytest
 
 from kamiyo.chains.rpc import RpcClient, RpcResponseError
-from tests.support.anvil import AnvilUnavailable, anvil, anvil_binary, free_port
+from tests.support.anvil import anvil, free_port, require_anvil
 
 
 @pytest.fixture(scope="module")
 def node():
-    try:
-        anvil_binary()
-    except AnvilUnavailable as exc:
-        pytest.skip(str(exc))
+    require_anvil()
     with anvil(4242) as running:
         running.rpc("anvil_mine", ["0x5"])
         yield running

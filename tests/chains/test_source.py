@@ -9,17 +9,14 @@ from kamiyo.chains.mappers import MalformedNodeAnswer, block_ref
 from kamiyo.chains.rpc import RpcClient
 from kamiyo.chains.source import ChainIdMismatch, EvmChainSource
 from kamiyo.config import ChainSettings
-from tests.support.anvil import AnvilUnavailable, anvil, anvil_binary
+from tests.support.anvil import anvil, require_anvil
 
 HASH = "0x" + "ab" * 32
 
 
 @pytest.fixture(scope="module")
 def node():
-    try:
-        anvil_binary()
-    except AnvilUnavailable as exc:
-        pytest.skip(str(exc))
+    require_anvil()
     with anvil(777) as running:
         running.rpc("anvil_mine", [hex(260)])
         yield running

@@ -16,7 +16,7 @@ from kamiyo.storage.engine import create_engine
 from kamiyo.storage.migrations import upgrade
 from kamiyo.storage.schema import deployments
 from tests.support import npm_artifacts
-from tests.support.anvil import AnvilUnavailable, anvil, anvil_binary
+from tests.support.anvil import anvil, require_anvil
 
 pytestmark = pytest.mark.npm
 CREATE_PAIR = "c9c65396"  # createPair(address,address)
@@ -32,10 +32,7 @@ def creation_code(name: str) -> str:
 
 @pytest.fixture
 def node():
-    try:
-        anvil_binary()
-    except AnvilUnavailable as exc:
-        pytest.skip(str(exc))
+    require_anvil()
     with anvil(31337) as running:
         yield running
 

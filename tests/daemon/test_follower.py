@@ -12,7 +12,7 @@ from kamiyo.daemon.follower import ChainFollower, ReorgTooDeep
 from kamiyo.storage.checkpoints import load_checkpoint
 from kamiyo.storage.engine import create_engine
 from kamiyo.storage.migrations import upgrade
-from tests.support.anvil import AnvilUnavailable, anvil, anvil_binary
+from tests.support.anvil import anvil, require_anvil
 
 # What blocks "produced", as a pipeline stage would write it: one row per processed block, by hash.
 produced_meta = MetaData()
@@ -33,10 +33,7 @@ async def retract(conn, chain_id, first_dropped):
 
 @pytest.fixture
 def node():
-    try:
-        anvil_binary()
-    except AnvilUnavailable as exc:
-        pytest.skip(str(exc))
+    require_anvil()
     with anvil(31337) as running:
         yield running
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.support.anvil import AnvilUnavailable, anvil, anvil_binary
+from tests.support.anvil import anvil, require_anvil
 
 # Creation code that deploys a 1-byte runtime (STOP): CODECOPY(0, 12, 1), RETURN(0, 1), then the runtime byte.
 TINY = "0x6001600c60003960016000f300"
@@ -21,10 +21,7 @@ KILLS = 20
 
 @pytest.fixture(autouse=True)
 def _need_anvil():
-    try:
-        anvil_binary()
-    except AnvilUnavailable as exc:
-        pytest.skip(str(exc))
+    require_anvil()
 
 
 def query(db, sql):

@@ -11,15 +11,12 @@ import time
 
 import pytest
 
-from tests.support.anvil import AnvilUnavailable, anvil, anvil_binary
+from tests.support.anvil import anvil, require_anvil
 
 
 @pytest.fixture(autouse=True)
 def _need_anvil():
-    try:
-        anvil_binary()
-    except AnvilUnavailable as exc:
-        pytest.skip(str(exc))
+    require_anvil()
 
 
 def checkpoints(db) -> dict[int, int]:

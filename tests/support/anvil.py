@@ -33,6 +33,16 @@ def anvil_binary() -> Path:
     raise AnvilUnavailable("no anvil binary under node_modules/@foundry-rs (run `npm ci`)")
 
 
+def require_anvil() -> Path:
+    """The anvil binary, or a pytest skip naming why there is none: the one check every integration test makes."""
+    import pytest
+
+    try:
+        return anvil_binary()
+    except AnvilUnavailable as exc:
+        pytest.skip(str(exc))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

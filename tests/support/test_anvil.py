@@ -5,17 +5,12 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.support.anvil import AnvilUnavailable, anvil
+from tests.support.anvil import anvil, require_anvil
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _need_anvil():
-    try:
-        from tests.support.anvil import anvil_binary
-
-        anvil_binary()
-    except AnvilUnavailable as exc:
-        pytest.skip(str(exc))
+    require_anvil()
 
 
 async def test_two_nodes_with_their_own_chain_ids_answer_over_http_and_websocket():
