@@ -1,48 +1,198 @@
-"""The deployment stage of a chain's pipeline: find a block's new contracts, fetch and analyse their code, and
-hand the follower the rows to write in the block's transaction. A rolled-back block takes its rows with it."""
+"""The deployment stage of a chain's pipeline: find a block's new contracts, fetch and link their code, follow
+proxy upgrades, decide findings, and hand the follower what to write in the block's transaction.
+
+Everything that waits on the network happens before the transaction; a rolled-back block takes its deployments,
+upgrades and findings (retracted, not deleted) with it.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, delete
-from sqlalchemy.ext.asyncio import AsyncConnection
-from eth_hash.auto import keccak
+from dataclasses import dataclass, field
 
-from ..analyzers.bytecode.analysis import analyze_code
+from eth_hash.auto import keccak
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .. import log
+from ..analyzers.bytecode.classify import PROXY_KINDS
 from ..chains.blocks import BlockRef
 from ..chains.deployments import DeploymentFinder, NewContract
-from ..storage.schema import deployments
-from ..storage.upsert import upsert
+from ..chains.proxies import ProxyReader, Upgrade
+from ..findings import Finding
+from ..storage.findings import record_finding, retract_findings
+from ..storage.schema import deployments, proxy_upgrades
+from ..storage.upsert import insert_new, upsert
 from .follower import Write
+from .linking import Linker, Observed
+
+ORIGIN_CACHE = 50_000  # factories' origins remembered between blocks (a factory makes many contracts)
 
 
-def deployment_row(contract: NewContract, code: bytes) -> dict:
-    analysis = analyze_code(code)
+def deployment_row(contract: NewContract, code: bytes, seen: Observed, origin: str, timestamp: int) -> dict:
     return {
         "chain_id": contract.chain_id, "address": contract.address, "block_number": contract.block,
         "tx_hash": contract.tx_hash, "creator": contract.creator, "deployer": contract.deployer,
         "internal": contract.internal, "code_hash": "0x" + keccak(code).hex(), "size": len(code),
-        "kind": analysis.kind, "implementation": analysis.implementation, "skeleton_hash": analysis.skeleton_hash,
+        "kind": seen.kind, "implementation": seen.implementation, "skeleton_hash": seen.key,
+        "origin": origin, "block_timestamp": timestamp,
     }
 
 
+@dataclass
+class _BlockOutput:
+    """What one block produced, kept until its transaction commits (then logged and confirmed)."""
+
+    block: BlockRef
+    keys: set[str] = field(default_factory=set)
+    findings: list[Finding] = field(default_factory=list)
+    created: list[Finding] = field(default_factory=list)  # those that were news, known inside the transaction
+    upgrades: list[dict] = field(default_factory=list)
+
+
 class DeploymentStage:
-    def __init__(self, finder: DeploymentFinder) -> None:
+    def __init__(self, finder: DeploymentFinder, linker: Linker, engine: AsyncEngine,
+                 proxies: ProxyReader | None = None) -> None:
         self.finder = finder
+        self.linker = linker
+        self.engine = engine
+        self.proxies = proxies or ProxyReader(finder.client)
+        self.chain_id = finder.chain_id
+        self._origins: dict[str, str] = {}
+        self._pending: _BlockOutput | None = None
+        self.log = finder.log
 
     async def __call__(self, block: BlockRef) -> Write | None:
+        self._pending = None
         found = await self.finder.find(block.number)
-        if not found:
+        upgrades = await self.proxies.upgrades(block.hash, block.number)
+        if not found and not upgrades:
             return None
-        rows = [deployment_row(c, code) for c, code in zip(found, await self.finder.code(found))]
+        rows, standards = {}, {}
+        for contract, code in zip(found, await self.finder.code(found)):
+            seen = self.linker.observe(code, contract.chain_id, contract.address)
+            origin = await self._origin(contract, rows)
+            rows[contract.address] = deployment_row(contract, code, seen, origin, block.timestamp)
+            standards[contract.address] = seen.standard
+        await self._read_implementations(rows, standards, block.number)
+        output = _BlockOutput(block, keys={r["skeleton_hash"] for r in rows.values()})
+        output.upgrades = upgrade_rows = await self._upgrades(upgrades, rows)
+        for row in rows.values():
+            if (finding := await self._finding(row, rows)) is not None:
+                output.findings.append(finding)
+        self._pending = output
 
         async def write(conn: AsyncConnection) -> None:
-            for row in rows:  # upserts on (chain, address): replaying a block is harmless
+            await self.linker.write(conn, output.keys)
+            for row in rows.values():  # upserts on (chain, address): replaying a block is harmless
                 await conn.execute(upsert(conn, deployments, row, keys=("chain_id", "address")))
+            for row in upgrade_rows:
+                await conn.execute(insert_new(conn, proxy_upgrades, row,
+                                              keys=("chain_id", "address", "block_number", "log_index")))
+                await conn.execute(update(deployments).where(and_(
+                    deployments.c.chain_id == row["chain_id"], deployments.c.address == row["address"]
+                )).values(implementation=row["implementation"]))
+            output.created = [f for f in output.findings if await record_finding(conn, f)]
 
         return write
 
+    def committed(self, block: BlockRef) -> None:
+        """Called by the follower once the block's transaction committed: confirm classes, announce findings."""
+        output, self._pending = self._pending, None
+        if output is None or output.block.hash != block.hash:
+            return
+        self.linker.committed(output.keys)
+        for row in output.upgrades:
+            self.log.info("proxy.upgraded", proxy=row["address"], implementation=row["implementation"],
+                          previous=row["previous"], block=row["block_number"])
+        for finding in output.created:
+            self.log.info("finding.created", kind=finding.kind, severity=str(finding.severity),
+                          fingerprint=finding.fingerprint, chain_id=finding.chain_id, subject=finding.subject,
+                          block=finding.block, family=finding.evidence.get("family"))
+
+    async def _origin(self, contract: NewContract, rows: dict[str, dict]) -> str:
+        """Who stands behind a contract: its deployer, or for a factory's product the factory's own origin."""
+        if not contract.internal:
+            return contract.deployer
+        factory = contract.creator
+        if factory in rows:
+            return rows[factory]["origin"]
+        if factory not in self._origins:
+            async with self.engine.connect() as conn:
+                stored = (await conn.execute(select(deployments.c.origin).where(and_(
+                    deployments.c.chain_id == self.chain_id, deployments.c.address == factory)))).scalar()
+            if len(self._origins) >= ORIGIN_CACHE:
+                self._origins.clear()
+            self._origins[factory] = stored or factory  # a factory older than our records stands for itself
+        return self._origins[factory]
+
+    async def _read_implementations(self, rows: dict[str, dict], standards: dict[str, str | None],
+                                    number: int) -> None:
+        """Proxies that keep their implementation in storage: read it at the deployment's block."""
+        unnamed = [(a, standards[a]) for a, r in rows.items() if r["kind"] in PROXY_KINDS and r["implementation"] is None]
+        for address, impl in (await self.proxies.implementations(unnamed, number)).items():
+            rows[address]["implementation"] = impl
+
+    async def _upgrades(self, upgrades: list[Upgrade], rows: dict[str, dict]) -> list[dict]:
+        """Upgrade rows for the proxies we know (deployed in this block or stored); others are not ours."""
+        if not upgrades:
+            return []
+        addresses = sorted({u.address for u in upgrades} - set(rows))
+        stored = {}
+        if addresses:
+            async with self.engine.connect() as conn:
+                stored = {a: impl for a, impl in await conn.execute(
+                    select(deployments.c.address, deployments.c.implementation).where(and_(
+                        deployments.c.chain_id == self.chain_id, deployments.c.address.in_(addresses),
+                        deployments.c.kind.in_(sorted(PROXY_KINDS)))))}
+        out = []
+        for upgrade in sorted(upgrades, key=lambda u: u.log_index):
+            if upgrade.address in rows:
+                previous = rows[upgrade.address]["implementation"]
+                rows[upgrade.address]["implementation"] = upgrade.implementation
+            elif upgrade.address in stored:
+                previous = stored[upgrade.address]
+                stored[upgrade.address] = upgrade.implementation
+            else:
+                continue
+            out.append({"chain_id": self.chain_id, "address": upgrade.address, "block_number": upgrade.block,
+                        "log_index": upgrade.log_index, "implementation": upgrade.implementation,
+                        "previous": previous})
+        return out
+
+    async def _finding(self, row: dict, rows: dict[str, dict]) -> Finding | None:
+        family_key = await self._code_class(row, rows)
+        if family_key is None or self.linker.lineage.classes[family_key].sketch is None:
+            return None  # empty code, a stub, or a proxy to code we have not seen: no lineage to speak of
+        return self.linker.fork_finding(row, family_key)
+
+    async def _code_class(self, row: dict, rows: dict[str, dict]) -> str | None:
+        """The class whose family a deployment counts in: its own, or for a proxy the class of the code it runs."""
+        if row["kind"] not in PROXY_KINDS:
+            return row["skeleton_hash"]
+        impl = row["implementation"]
+        if impl is None:
+            return None
+        if impl in rows:
+            return rows[impl]["skeleton_hash"]
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(deployments.c.skeleton_hash).where(and_(
+                deployments.c.chain_id == self.chain_id, deployments.c.address == impl)))).scalar()
+
     @staticmethod
     async def rollback(conn: AsyncConnection, chain_id: int, first_dropped: int) -> None:
+        dropped_upgrades = await conn.execute(
+            select(proxy_upgrades).where(and_(proxy_upgrades.c.chain_id == chain_id,
+                                              proxy_upgrades.c.block_number >= first_dropped))
+            .order_by(proxy_upgrades.c.block_number.desc(), proxy_upgrades.c.log_index.desc()))
+        for upgrade in dropped_upgrades.all():  # newest first: each restores what it replaced
+            await conn.execute(update(deployments).where(and_(
+                deployments.c.chain_id == chain_id, deployments.c.address == upgrade.address
+            )).values(implementation=upgrade.previous))
+        await conn.execute(delete(proxy_upgrades).where(and_(proxy_upgrades.c.chain_id == chain_id,
+                                                             proxy_upgrades.c.block_number >= first_dropped)))
         await conn.execute(delete(deployments).where(
             and_(deployments.c.chain_id == chain_id, deployments.c.block_number >= first_dropped)
         ))
+        for fp in await retract_findings(conn, chain_id, first_dropped):
+            log.get("kamiyo.findings").warning("finding.retracted", fingerprint=fp, chain_id=chain_id,
+                                               reason="reorg", first_dropped=first_dropped)

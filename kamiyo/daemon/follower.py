@@ -36,11 +36,12 @@ class ReorgTooDeep(KamiyoError):
 
 class ChainFollower:
     def __init__(self, source: EvmChainSource, engine: AsyncEngine, work: BlockWork | None = None,
-                 on_rollback: Rollback | None = None) -> None:
+                 on_rollback: Rollback | None = None, after_commit: Callable[[BlockRef], None] | None = None) -> None:
         self.source = source
         self.engine = engine
         self.work = work
         self.on_rollback = on_rollback
+        self.after_commit = after_commit  # told once a block is durable: only then is what it produced news
         self.cursor: tuple[int, str] | None = None  # (number, hash) of the last committed block
         self.log = log.get("kamiyo.follower").bind(chain=source.settings.name)
 
@@ -71,6 +72,8 @@ class ChainFollower:
                 write = await self.work(block) if self.work is not None else None
                 await commit_block(self.engine, block, write, keep=self.source.settings.max_reorg_depth)
                 self.cursor = (block.number, block.hash)
+                if self.after_commit is not None:
+                    self.after_commit(block)
                 committed += 1
         return committed
 

@@ -18,15 +18,15 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from .. import log
-from ..chains.deployments import DeploymentFinder
 from ..chains.rpc import RpcClient
-from ..chains.source import ChainIdMismatch, EvmChainSource
+from ..chains.source import ChainIdMismatch
 from ..config import ChainSettings, Settings
 from ..errors import KamiyoError
 from ..storage.engine import create_engine
 from ..storage.migrations import upgrade
-from .deployments import DeploymentStage
-from .follower import ChainFollower, ReorgTooDeep
+from .follower import ReorgTooDeep
+from .linking import Linker
+from .pipeline import build_pipeline
 
 FATAL = (ChainIdMismatch, ReorgTooDeep)
 
@@ -59,14 +59,13 @@ async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def follow_chain(chain: ChainSettings, engine, stop: asyncio.Event) -> None:
+async def follow_chain(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event) -> None:
     clog = log.get("kamiyo.daemon").bind(chain=chain.name, chain_id=chain.chain_id)
     backoff = chain.poll_interval
     while not stop.is_set():
         try:
             async with RpcClient(chain.rpc, requests_per_second=chain.requests_per_second) as client:
-                stage = DeploymentStage(DeploymentFinder(client, chain.chain_id, chain.name))
-                follower = ChainFollower(EvmChainSource(chain, client), engine, work=stage, on_rollback=stage.rollback)
+                follower = build_pipeline(chain, client, engine, linker)
                 await follower.start()
                 while not stop.is_set():
                     committed = await follower.step()
@@ -93,8 +92,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     engine = create_engine(settings.storage)
     try:
         await upgrade(engine)
-        dlog.info("daemon.started", chains=[c.name for c in settings.chains])
-        tasks = [asyncio.create_task(follow_chain(c, engine, stop), name=c.name) for c in settings.chains]
+        linker = await Linker.load(engine)
+        dlog.info("daemon.started", chains=[c.name for c in settings.chains], classes=len(linker.lineage))
+        tasks = [asyncio.create_task(follow_chain(c, engine, linker, stop), name=c.name) for c in settings.chains]
         if tasks:
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait([stopping, asyncio.gather(*tasks)], return_when=asyncio.FIRST_COMPLETED)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import KamiyoError
@@ -36,9 +36,24 @@ def _deployments(conn: Connection) -> None:
     schema.deployments.create(conn)
 
 
+def _lineage(conn: Connection) -> None:
+    # version 2 created `deployments` from the current table definition: add only what a version-2 table lacks
+    have = {c["name"] for c in inspect(conn).get_columns(schema.deployments.name)}
+    for column in ("origin", "block_timestamp"):
+        if column not in have:
+            kind = schema.deployments.c[column].type.compile(conn.dialect)
+            conn.execute(text(f"ALTER TABLE deployments ADD COLUMN {column} {kind}"))
+    conn.execute(update(schema.deployments).where(schema.deployments.c.origin.is_(None))
+                 .values(origin=schema.deployments.c.creator))
+    for table in (schema.code_classes, schema.class_links, schema.known_code, schema.proxy_upgrades,
+                  schema.findings):
+        table.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
+    Migration(3, "code classes, links, known code, proxy upgrades, findings", _lineage),
 )
 LATEST = MIGRATIONS[-1].version
 

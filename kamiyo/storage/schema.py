@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, func
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String,
+                        Table, func)
 
 metadata = MetaData(
     naming_convention={"pk": "pk_%(table_name)s", "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -53,6 +54,82 @@ deployments = Table(
     Column("code_hash", String(66), nullable=False),
     Column("size", Integer, nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("implementation", String(42)),
+    Column("implementation", String(42)),  # the current one: proxy upgrades rewrite it (see proxy_upgrades)
     Column("skeleton_hash", String(34), nullable=False, index=True),
+    # who stands behind the code: the deployer for a top-level creation, the factory's own origin for its
+    # products (so one team's redeployments and one factory's output are one origin, on every chain)
+    Column("origin", String(42)),
+    Column("block_timestamp", BigInteger),
+)
+
+# One row per exact-clone class, with what the similarity index needs, so that the index is rebuilt from here at
+# start instead of recomputed from code. `seq` is the admission order, which the family rule replays.
+code_classes = Table(
+    "code_classes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("skeleton_hash", String(34), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sketch", LargeBinary),  # NUM_PERM little-endian uint32; None for proxies and stubs
+    Column("selectors", JSON, nullable=False),
+    Column("topics", JSON, nullable=False),
+    Column("first_chain_id", BigInteger),  # where it was first seen: a deployment, or imported known code
+    Column("first_address", String(200), nullable=False),
+    Column("label", String(100)),  # the import label for known code
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Verified similarity links, stored by the class that found them (a, the newer) to an older one (b).
+class_links = Table(
+    "class_links",
+    metadata,
+    Column("a", String(34), primary_key=True),
+    Column("b", String(34), primary_key=True, index=True),
+    Column("relation", String(16), nullable=False),
+    Column("similarity", Float, nullable=False),
+    Column("evidence", JSON, nullable=False),
+)
+
+# Code imported with `kamiyo index import`: protocols deployed before the daemon started, or on other chains.
+known_code = Table(
+    "known_code",
+    metadata,
+    Column("label", String(100), primary_key=True),
+    Column("ident", String(200), primary_key=True),
+    Column("skeleton_hash", String(34), nullable=False, index=True),
+    Column("code_hash", String(66), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Implementation changes of proxies (EIP-1967 Upgraded / BeaconUpgraded), kept per event so a reorg can drop them.
+proxy_upgrades = Table(
+    "proxy_upgrades",
+    metadata,
+    Column("chain_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("address", String(42), primary_key=True),
+    Column("block_number", BigInteger, primary_key=True, autoincrement=False),
+    Column("log_index", Integer, primary_key=True, autoincrement=False),
+    Column("implementation", String(42), nullable=False),
+    Column("previous", String(42)),  # what deployments.implementation held before: restored on rollback
+)
+
+# Findings, keyed by their stable fingerprint (the dedup key everywhere). A reorg that drops the block a finding
+# came from marks it retracted; seeing it again on the new branch makes it active again.
+findings = Table(
+    "findings",
+    metadata,
+    Column("fingerprint", String(66), primary_key=True),
+    Column("kind", String(40), nullable=False, index=True),
+    Column("severity", String(16), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("subject", String(42), nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("tx_hash", String(66)),
+    Column("status", String(16), nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

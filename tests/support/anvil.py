@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -87,10 +89,24 @@ def _wait_ready(node: AnvilNode, deadline: float) -> None:
 
 @contextlib.contextmanager
 def anvil(chain_id: int, block_time: float | None = None, extra: list[str] | None = None) -> Iterator[AnvilNode]:
+    """A running anvil. Its persisted states go to a private folder removed afterwards: by default anvil writes
+    them under ~/.foundry/anvil/tmp and leaves them there when stopped, which fills a disk over many runs."""
     binary = anvil_binary()
+    cache = tempfile.mkdtemp(prefix="kamiyo-anvil-")
+    try:
+        with _started(binary, chain_id, block_time, extra, cache) as node:
+            yield node
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _started(binary: Path, chain_id: int, block_time: float | None, extra: list[str] | None,
+             cache: str) -> Iterator[AnvilNode]:
     for attempt in range(3):  # a free port can be taken between probing and binding: try another
         port = free_port()
-        args = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id), "--silent"]
+        args = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id), "--silent",
+                "--cache-path", cache]
         if block_time is not None:
             args += ["--block-time", str(block_time)]
         process = subprocess.Popen(args + (extra or []), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

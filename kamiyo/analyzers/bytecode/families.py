@@ -46,12 +46,17 @@ class FamilyResult:
         return out
 
 
-class _Groups:
+class Groups:
     """Union-find over classes that remembers each group's members, for the support rule."""
 
-    def __init__(self, keys: Iterable[str]) -> None:
+    def __init__(self, keys: Iterable[str] = ()) -> None:
         self.parent = {k: k for k in keys}
         self.members = {k: [k] for k in self.parent}
+
+    def add(self, k: str) -> None:
+        if k not in self.parent:
+            self.parent[k] = k
+            self.members[k] = [k]
 
     def find(self, k: str) -> str:
         while self.parent[k] != k:
@@ -59,14 +64,16 @@ class _Groups:
             k = self.parent[k]
         return k
 
-    def union(self, a: str, b: str) -> None:
+    def union(self, a: str, b: str) -> str:
+        """Join two roots; returns the surviving root."""
         if len(self.members[a]) < len(self.members[b]):
             a, b = b, a
         self.parent[b] = a
         self.members[a].extend(self.members.pop(b))
+        return a
 
 
-def _supported(groups: _Groups, ra: str, rb: str, neighbours: dict[str, set[str]]) -> bool:
+def supported(groups: Groups, ra: str, rb: str, neighbours: dict[str, set[str]]) -> bool:
     a, b = groups.members[ra], groups.members[rb]
     if min(len(a), len(b)) == 1:
         return True
@@ -81,14 +88,14 @@ def _supported(groups: _Groups, ra: str, rb: str, neighbours: dict[str, set[str]
 
 def group_families(order: list[str], links: list[Link]) -> dict[str, str]:
     """skeleton hash -> family id (the hash of the family's earliest class in `order`)."""
-    groups = _Groups(order)
+    groups = Groups(order)
     neighbours: dict[str, set[str]] = {}
     for link in links:
         neighbours.setdefault(link.a, set()).add(link.b)
         neighbours.setdefault(link.b, set()).add(link.a)
     for link in sorted(links, key=lambda l: (-l.similarity, l.a, l.b)):
         ra, rb = groups.find(link.a), groups.find(link.b)
-        if ra != rb and _supported(groups, ra, rb, neighbours):
+        if ra != rb and supported(groups, ra, rb, neighbours):
             groups.union(ra, rb)
     rank = {k: i for i, k in enumerate(order)}
     family_of = {}

@@ -1,0 +1,144 @@
+"""Live fork families: classes admitted one at a time, each linked against all before it and grouped on arrival.
+
+`build_families` sees a whole batch at once; the daemon sees classes one by one across chains. Here a new class is
+verified against the similarity index, inserted, and its links applied to the groups under the same support rule
+as the batch (families.supported). The decisions depend only on the admission order and the links, both of which
+storage keeps, so `restore` rebuilds the same families at start without a single comparison.
+
+Besides classes and links, a family remembers who stands behind its code ("origins": a deployer, a factory's
+origin, an import label), up to two of them: enough to answer "does this family hold code of someone else?".
+Proxy classes take no part in similarity; callers resolve a proxy to the family of the code it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .analysis import CodeAnalysis
+from .families import Groups, supported
+from .index import SimilarityIndex
+from .similarity import ClassProfile, Link
+
+KEPT_ORIGINS = 2  # two distinct origins prove "someone other than you", whoever you are
+
+
+@dataclass(frozen=True, slots=True)
+class ClassInfo:
+    """What is kept of a class: the index's material and where it was first seen (a deployment or import)."""
+
+    key: str  # skeleton hash
+    kind: str
+    size: int
+    sketch: np.ndarray | None  # None for proxies and stubs: never similarity material
+    selectors: tuple[str, ...]
+    topics: tuple[str, ...]
+    first_chain_id: int | None  # None for imported known code
+    first_address: str  # an address, or the import's id
+    label: str | None = None  # the import label of known code
+
+    @classmethod
+    def of(cls, analysis: CodeAnalysis, chain_id: int | None, address: str, label: str | None = None) -> ClassInfo:
+        return cls(analysis.skeleton_hash, analysis.kind, analysis.size, analysis.sketch, analysis.selectors,
+                   analysis.event_topics, chain_id, address, label)
+
+    def profile(self) -> ClassProfile:
+        return ClassProfile.of(self.key, self.sketch, self.selectors, self.topics)
+
+
+class Lineage:
+    def __init__(self, with_index: bool = True) -> None:
+        """`with_index=False` for readers (CLI queries) that only replay stored links and never admit new code."""
+        self.index = SimilarityIndex() if with_index else None
+        self.classes: dict[str, ClassInfo] = {}
+        self._rank: dict[str, int] = {}
+        self._groups = Groups()
+        self._neighbours: dict[str, set[str]] = {}
+        self._links: dict[str, list[Link]] = {}  # by either end
+        self._earliest: dict[str, str] = {}  # group root -> its earliest class
+        self._origins: dict[str, set[str]] = {}  # group root -> up to KEPT_ORIGINS origins
+        self._labels: dict[str, set[str]] = {}  # group root -> labels of known code in it
+        self._deferred: dict[str, list[Link]] = {}  # restored links waiting for their older end
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.classes
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def admit(self, info: ClassInfo) -> list[Link]:
+        """Link a new class against everything admitted before it, index it, group it; returns its links."""
+        if info.key in self.classes:
+            return []
+        links: list[Link] = []
+        if info.sketch is not None and self.index is not None:
+            profile = info.profile()
+            links = self.index.links(profile)
+            self.index.insert(profile)
+        self._register(info)
+        self._apply(links)
+        return links
+
+    def restore(self, info: ClassInfo, links: list[Link]) -> None:
+        """Re-admit a stored class with its stored links (in admission order): indexed, never compared again."""
+        if info.key in self.classes:
+            return
+        if info.sketch is not None and self.index is not None:
+            self.index.insert(info.profile())
+        self._register(info)
+        ready = []
+        for link in links:  # two chains can commit in the other order than they admitted: wait for the older end
+            (ready if link.b in self.classes else self._deferred.setdefault(link.b, [])).append(link)
+        self._apply(ready + self._deferred.pop(info.key, []))
+
+    def _register(self, info: ClassInfo) -> None:
+        key = info.key
+        self.classes[key] = info
+        self._rank[key] = len(self._rank)
+        self._groups.add(key)
+        self._earliest[key] = key
+        self._origins[key] = set()
+        self._labels[key] = {info.label} if info.label else set()
+
+    def _apply(self, links: list[Link]) -> None:
+        for link in links:
+            self._neighbours.setdefault(link.a, set()).add(link.b)
+            self._neighbours.setdefault(link.b, set()).add(link.a)
+            self._links.setdefault(link.a, []).append(link)
+            self._links.setdefault(link.b, []).append(link)
+        for link in sorted(links, key=lambda l: (-l.similarity, l.b)):
+            ra, rb = self._groups.find(link.a), self._groups.find(link.b)
+            if ra != rb and supported(self._groups, ra, rb, self._neighbours):
+                self._merge(ra, rb)
+
+    def _merge(self, ra: str, rb: str) -> None:
+        earliest = min(self._earliest.pop(ra), self._earliest.pop(rb), key=self._rank.__getitem__)
+        origins = self._origins.pop(ra) | self._origins.pop(rb)
+        labels = self._labels.pop(ra) | self._labels.pop(rb)
+        root = self._groups.union(ra, rb)
+        self._earliest[root] = earliest
+        self._origins[root] = set(sorted(origins)[:KEPT_ORIGINS])
+        self._labels[root] = labels
+
+    def family(self, key: str) -> str:
+        """The family id: the skeleton hash of its earliest admitted class."""
+        return self._earliest[self._groups.find(key)]
+
+    def members(self, key: str) -> list[str]:
+        """Every class in the family of `key`, in admission order."""
+        return sorted(self._groups.members[self._groups.find(key)], key=self._rank.__getitem__)
+
+    def links_of(self, key: str) -> list[Link]:
+        return self._links.get(key, [])
+
+    def add_origin(self, key: str, origin: str) -> None:
+        kept = self._origins[self._groups.find(key)]
+        if len(kept) < KEPT_ORIGINS:
+            kept.add(origin)
+
+    def others(self, key: str, origin: str) -> tuple[str | None, frozenset[str]]:
+        """(an origin in the family other than `origin`, the labels of known code in the family)."""
+        root = self._groups.find(key)
+        other = next((o for o in sorted(self._origins[root]) if o != origin), None)
+        return other, frozenset(self._labels[root])

@@ -1,0 +1,19 @@
+"""One chain's pipeline, assembled in one place: source → follower → deployment stage (linking, findings)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..chains.deployments import DeploymentFinder
+from ..chains.rpc import RpcClient
+from ..chains.source import EvmChainSource
+from ..config import ChainSettings
+from .deployments import DeploymentStage
+from .follower import ChainFollower
+from .linking import Linker
+
+
+def build_pipeline(chain: ChainSettings, client: RpcClient, engine: AsyncEngine, linker: Linker) -> ChainFollower:
+    stage = DeploymentStage(DeploymentFinder(client, chain.chain_id, chain.name), linker, engine)
+    return ChainFollower(EvmChainSource(chain, client), engine, work=stage, on_rollback=stage.rollback,
+                         after_commit=stage.committed)

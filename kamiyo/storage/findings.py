@@ -1,0 +1,51 @@
+"""Findings in the database: written once per fingerprint, retracted when their block is rolled back, made active
+again when the new branch produces them anew."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..findings import ACTIVE, RETRACTED, Finding
+from .schema import findings
+
+
+async def record_finding(conn: AsyncConnection, finding: Finding) -> bool:
+    """Insert, or re-activate a retracted one; True when the finding is news (its row was written)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    row = finding.row()
+    statement = dialect.insert(findings).values(**row)
+    statement = statement.on_conflict_do_update(
+        index_elements=["fingerprint"],
+        set_={k: statement.excluded[k] for k in ("status", "block_number", "subject", "tx_hash", "evidence",
+                                                 "updated_at")},
+        where=findings.c.status == RETRACTED,
+    ).returning(findings.c.fingerprint)
+    return (await conn.execute(statement)).first() is not None
+
+
+async def retract_findings(conn: AsyncConnection, chain_id: int, first_dropped: int) -> list[str]:
+    """Mark the active findings of dropped blocks retracted; returns their fingerprints."""
+    statement = (
+        update(findings)
+        .where(and_(findings.c.chain_id == chain_id, findings.c.block_number >= first_dropped,
+                    findings.c.status == ACTIVE))
+        .values(status=RETRACTED, updated_at=datetime.now(timezone.utc))
+        .returning(findings.c.fingerprint)
+    )
+    return list((await conn.execute(statement)).scalars())
+
+
+def findings_query(since: datetime | None = None, kind: str | None = None, chain_id: int | None = None,
+                   limit: int | None = None):
+    query = select(findings).order_by(findings.c.created_at, findings.c.fingerprint)
+    if since is not None:
+        query = query.where(findings.c.created_at >= since)
+    if kind is not None:
+        query = query.where(findings.c.kind == kind)
+    if chain_id is not None:
+        query = query.where(findings.c.chain_id == chain_id)
+    return query.limit(limit) if limit else query
