@@ -204,6 +204,17 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
+def scrub_url(url: str, text: str) -> str:
+    """Remove the secret-bearing parts of `url` from text that came from elsewhere (aiohttp messages)."""
+    parts = urlsplit(url)
+    text = text.replace(url, redact_url(url))
+    tail = parts.path + (f"?{parts.query}" if parts.query else "")
+    for secret in (tail if len(tail) > 1 else "", parts.password, parts.username):
+        if secret:
+            text = text.replace(secret, "…")
+    return text
+
+
 class TokenBucket:
     """A request-rate budget of `rate` a second with capacity one: grants are at least 1/rate apart and there is
     no burst after idling. Taking n at once (a batch of n calls) is granted when one would be and pushes the next
@@ -256,14 +267,7 @@ class Endpoint:
         self.errors[err.kind] = self.errors.get(err.kind, 0) + 1
 
     def scrub(self, text: str) -> str:
-        """Remove the secret-bearing parts of the URL from text that came from elsewhere (aiohttp messages)."""
-        parts = urlsplit(self.url)
-        text = text.replace(self.url, self.label)
-        tail = parts.path + (f"?{parts.query}" if parts.query else "")
-        for secret in (tail if len(tail) > 1 else "", parts.password, parts.username):
-            if secret:
-                text = text.replace(secret, "…")
-        return text
+        return scrub_url(self.url, text)
 
 
 def _reword(err: RpcError, message: str, **context: Any) -> RpcError:

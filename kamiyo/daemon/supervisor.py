@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from .. import log
+from ..chains.heads import HeadSignal, WsHeadSubscription
 from ..chains.rpc import RpcClient
 from ..chains.source import ChainIdMismatch
 from ..config import ChainSettings, Settings
@@ -52,6 +53,7 @@ def single_daemon(storage) -> Iterator[None]:
             raise DaemonAlreadyRunning(f"another kamiyo daemon is running on {url.database} (lock {path})") from exc
         yield
 MAX_BACKOFF = 60.0
+HEAD_FALLBACK_POLLS = 5  # with a subscription, HTTP is still asked every 5 poll intervals
 
 
 async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
@@ -60,6 +62,20 @@ async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def follow_chain(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event) -> None:
+    """One chain until `stop`: heads by WebSocket subscription where `ws` is configured (the follower still
+    catches up over HTTP, which fills any gap a dropped socket left), else polling every poll_interval."""
+    heads = HeadSignal() if chain.ws else None
+    watcher = asyncio.create_task(WsHeadSubscription(chain.ws).run(heads.notify, stop),
+                                  name=f"{chain.name}.heads") if heads else None
+    try:
+        await _follow(chain, engine, linker, stop, heads)
+    finally:
+        if watcher is not None:  # a chain stopped for good must not leave its subscription running
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def _follow(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event, heads: HeadSignal | None) -> None:
     clog = log.get("kamiyo.daemon").bind(chain=chain.name, chain_id=chain.chain_id)
     backoff = chain.poll_interval
     while not stop.is_set():
@@ -72,6 +88,9 @@ async def follow_chain(chain: ChainSettings, engine, linker: Linker, stop: async
                     backoff = chain.poll_interval
                     if committed:
                         clog.info("checkpoint.committed", number=follower.cursor[0], blocks=committed)
+                    elif heads is not None:
+                        # the poll interval stays as a safety net: the ws and http URLs may be different nodes
+                        await heads.wait(timeout=chain.poll_interval * HEAD_FALLBACK_POLLS, stop=stop)
                     else:
                         await _sleep_unless_stopped(stop, chain.poll_interval)
         except FATAL as exc:
