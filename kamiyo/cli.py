@@ -234,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
     with single_daemon(settings.storage):
-        asyncio.run(run(settings))
+        asyncio.run(run(settings, load_settings=lambda: load(args.config)))
     return 0
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import fcntl
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -27,6 +27,7 @@ from ..storage.engine import create_engine
 from ..storage.migrations import upgrade
 from .follower import ReorgTooDeep
 from .linking import Linker
+from .notify import DEFAULT_MAX_AGE, Heartbeats, SystemdNotifier, watchdog_loop
 from .pipeline import build_pipeline
 
 FATAL = (ChainIdMismatch, ReorgTooDeep)
@@ -61,21 +62,23 @@ async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def follow_chain(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event) -> None:
+async def follow_chain(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event,
+                       heartbeats: Heartbeats | None = None) -> None:
     """One chain until `stop`: heads by WebSocket subscription where `ws` is configured (the follower still
     catches up over HTTP, which fills any gap a dropped socket left), else polling every poll_interval."""
     heads = HeadSignal() if chain.ws else None
     watcher = asyncio.create_task(WsHeadSubscription(chain.ws).run(heads.notify, stop),
                                   name=f"{chain.name}.heads") if heads else None
     try:
-        await _follow(chain, engine, linker, stop, heads)
+        await _follow(chain, engine, linker, stop, heads, heartbeats or Heartbeats())
     finally:
         if watcher is not None:  # a chain stopped for good must not leave its subscription running
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
 
 
-async def _follow(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event, heads: HeadSignal | None) -> None:
+async def _follow(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event, heads: HeadSignal | None,
+                  heartbeats: Heartbeats) -> None:
     clog = log.get("kamiyo.daemon").bind(chain=chain.name, chain_id=chain.chain_id)
     backoff = chain.poll_interval
     while not stop.is_set():
@@ -84,6 +87,7 @@ async def _follow(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Ev
                 follower = build_pipeline(chain, client, engine, linker)
                 await follower.start()
                 while not stop.is_set():
+                    heartbeats.beat(chain.name)
                     committed = await follower.step()
                     backoff = chain.poll_interval
                     if committed:
@@ -95,35 +99,127 @@ async def _follow(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Ev
                         await _sleep_unless_stopped(stop, chain.poll_interval)
         except FATAL as exc:
             clog.error("chain.stopped", error=str(exc))
+            heartbeats.retire(chain.name)  # stopped for good: its silence must not hold back the watchdog
             return
         except (KamiyoError, OSError) as exc:
             clog.warning("chain.error", error=str(exc), retry_in=round(backoff, 2))
             await _sleep_unless_stopped(stop, backoff)
+            heartbeats.beat(chain.name)  # backing off is slow, not hung
             backoff = min(MAX_BACKOFF, backoff * 2)
 
 
-async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+class Supervisor:
+    """The running pipelines, one task per chain, each with its own stop event so that a reload can stop, add or
+    restart one chain while the others go on."""
+
+    def __init__(self, engine, linker: Linker, heartbeats: Heartbeats, grace: float) -> None:
+        self.engine, self.linker, self.heartbeats, self.grace = engine, linker, heartbeats, grace
+        self.running: dict[str, tuple[ChainSettings, asyncio.Event, asyncio.Task]] = {}
+        self.log = log.get("kamiyo.daemon")
+
+    def start(self, chain: ChainSettings) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(follow_chain(chain, self.engine, self.linker, stop, self.heartbeats),
+                                   name=chain.name)
+        self.running[chain.name] = (chain, stop, task)
+
+    async def stop(self, names: list[str]) -> None:
+        """Stop these pipelines: each finishes the block it is committing; past the grace period it is cancelled
+        (safe: every block commits atomically, so the open one rolls back and is redone next time)."""
+        entries = [self.running.pop(n) for n in names if n in self.running]
+        for _chain, stop, _task in entries:
+            stop.set()
+        tasks = [task for *_, task in entries]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=self.grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for name in names:
+            self.heartbeats.retire(name)
+
+    async def apply(self, chains: list[ChainSettings]) -> dict[str, list[str]]:
+        """Make the running set match `chains`: removed ones stop, changed ones restart, new ones start."""
+        wanted = {c.name: c for c in chains}
+        removed = sorted(set(self.running) - set(wanted))
+        changed = sorted(n for n in set(self.running) & set(wanted) if self.running[n][0] != wanted[n])
+        added = sorted(set(wanted) - set(self.running))
+        await self.stop(removed + changed)
+        for name in changed + added:
+            self.start(wanted[name])
+        return {"added": added, "removed": removed, "changed": changed}
+
+
+def _reload(supervisor: Supervisor, settings: Settings, load_settings: Callable[[], Settings],
+            notifier: SystemdNotifier) -> Callable[[], Awaitable[Settings]]:
+    async def reload() -> Settings:
+        nonlocal settings
+        notifier.reloading()
+        try:
+            new = load_settings()
+        except KamiyoError as exc:  # a broken file keeps the running configuration, loudly
+            supervisor.log.error("config.reload_failed", error=str(exc))
+            notifier.ready(status="reload failed; running the previous configuration")
+            return settings
+        if new.storage != settings.storage:
+            supervisor.log.warning("config.storage_unchanged", detail="[storage] changes need a restart")
+        changes = await supervisor.apply(new.chains)
+        supervisor.grace = new.daemon.shutdown_grace
+        settings = new.model_copy(update={"storage": settings.storage})
+        supervisor.log.info("config.reloaded", **changes)
+        notifier.ready(status=_status(supervisor))
+        return settings
+
+    return reload
+
+
+def _status(supervisor: Supervisor) -> str:
+    return f"following {len(supervisor.running)} chain(s): {', '.join(sorted(supervisor.running)) or 'none'}"
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None,
+              load_settings: Callable[[], Settings] | None = None) -> None:
+    """The daemon: until SIGTERM/SIGINT (or `stop`). SIGHUP re-reads the configuration through `load_settings`
+    and applies its chains without a restart. systemd hears READY, RELOADING, STOPPING and watchdog pings."""
     stop = stop or asyncio.Event()
+    hup = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    handlers = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: hup.set}
+    for signum, handler in handlers.items():
+        loop.add_signal_handler(signum, handler)
     dlog = log.get("kamiyo.daemon")
     engine = create_engine(settings.storage)
+    notifier, heartbeats = SystemdNotifier(), Heartbeats()
     try:
         await upgrade(engine)
         linker = await Linker.load(engine)
-        dlog.info("daemon.started", chains=[c.name for c in settings.chains], classes=len(linker.lineage))
-        tasks = [asyncio.create_task(follow_chain(c, engine, linker, stop), name=c.name) for c in settings.chains]
-        if tasks:
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait([stopping, asyncio.gather(*tasks)], return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            done, pending = await asyncio.wait(tasks, timeout=settings.daemon.shutdown_grace)
-            for task in pending:  # past the grace period: cancel; the open block's transaction rolls back
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        supervisor = Supervisor(engine, linker, heartbeats, settings.daemon.shutdown_grace)
+        await supervisor.apply(settings.chains)
+        reload = _reload(supervisor, settings, load_settings or (lambda: settings), notifier)
+        dlog.info("daemon.started", chains=sorted(supervisor.running), classes=len(linker.lineage))
+        notifier.ready(status=_status(supervisor))
+        watchdog = asyncio.create_task(watchdog_loop(notifier, heartbeats, stop, max_age=_max_age(settings)))
+        while not stop.is_set():
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(hup.wait())]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            if hup.is_set() and not stop.is_set():
+                hup.clear()
+                settings = await reload()
+        notifier.stopping()
+        await supervisor.stop(list(supervisor.running))
+        await watchdog
         dlog.info("daemon.stopped")
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in handlers:
             loop.remove_signal_handler(signum)
+        notifier.close()
         await engine.dispose()
+
+
+def _max_age(settings: Settings) -> float:
+    """How long a pipeline may go without a heartbeat before the watchdog is withheld: its slowest honest wait
+    (a subscribed chain still polls every HEAD_FALLBACK_POLLS intervals) three times over, at least five minutes."""
+    slowest = max((c.poll_interval * HEAD_FALLBACK_POLLS for c in settings.chains), default=0.0)
+    return max(DEFAULT_MAX_AGE, 3 * slowest, 3 * MAX_BACKOFF)
