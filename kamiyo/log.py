@@ -19,6 +19,16 @@ def _redact(_logger, _method, event: dict) -> dict:
     return event
 
 
+class _StderrLogger:
+    """Writes each line to whatever sys.stderr is when the line is written: a logger bound to the stream of the
+    moment it was configured would keep writing to it after a test harness (or a redirect) closed it."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
 def configure(json_lines: bool | None = None, level: int = logging.INFO) -> None:
     """Idempotent. `json_lines` None chooses by whether stderr is a terminal."""
     if json_lines is None:
@@ -33,7 +43,7 @@ def configure(json_lines: bool | None = None, level: int = logging.INFO) -> None
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_args: _StderrLogger(),
         cache_logger_on_first_use=False,
     )
 

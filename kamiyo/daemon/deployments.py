@@ -47,6 +47,7 @@ class _BlockOutput:
     findings: list[Finding] = field(default_factory=list)
     created: list[Finding] = field(default_factory=list)  # those that were news, known inside the transaction
     upgrades: list[dict] = field(default_factory=list)
+    deployments: int = 0
 
 
 class DeploymentStage:
@@ -74,7 +75,7 @@ class DeploymentStage:
             rows[contract.address] = deployment_row(contract, code, seen, origin, block.timestamp)
             standards[contract.address] = seen.standard
         await self._read_implementations(rows, standards, block.number)
-        output = _BlockOutput(block, keys={r["skeleton_hash"] for r in rows.values()})
+        output = _BlockOutput(block, keys={r["skeleton_hash"] for r in rows.values()}, deployments=len(rows))
         output.upgrades = upgrade_rows = await self._upgrades(upgrades, rows)
         for row in rows.values():
             if (finding := await self._finding(row, rows)) is not None:
@@ -95,11 +96,12 @@ class DeploymentStage:
 
         return write
 
-    def committed(self, block: BlockRef) -> None:
-        """Called by the follower once the block's transaction committed: confirm classes, announce findings."""
+    def committed(self, block: BlockRef) -> _BlockOutput | None:
+        """Called once the block's transaction committed: confirm classes, announce findings; returns what the
+        block produced (None when it produced nothing)."""
         output, self._pending = self._pending, None
         if output is None or output.block.hash != block.hash:
-            return
+            return None
         self.linker.committed(output.keys)
         for row in output.upgrades:
             self.log.info("proxy.upgraded", proxy=row["address"], implementation=row["implementation"],
@@ -108,6 +110,7 @@ class DeploymentStage:
             self.log.info("finding.created", kind=finding.kind, severity=str(finding.severity),
                           fingerprint=finding.fingerprint, chain_id=finding.chain_id, subject=finding.subject,
                           block=finding.block, family=finding.evidence.get("family"))
+        return output
 
     async def _origin(self, contract: NewContract, rows: dict[str, dict]) -> str:
         """Who stands behind a contract: its deployer, or for a factory's product the factory's own origin."""

@@ -21,7 +21,7 @@ from ..analyzers.bytecode.analysis import analyze_code, identify
 from ..analyzers.bytecode.lineage import ClassInfo, Lineage
 from ..analyzers.bytecode.similarity import Link
 from ..findings import Finding, FindingType, Severity, fingerprint
-from ..storage.lineage import KNOWN_PREFIX, load_lineage, write_class
+from ..storage.lineage import KNOWN_PREFIX, add_origins, classes_since, load_lineage, write_class
 
 FORK_DETECTED = "fork-detected"
 RELATED_IN_EVIDENCE = 5
@@ -44,6 +44,21 @@ class Linker:
     @classmethod
     async def load(cls, engine: AsyncEngine) -> Linker:
         return cls(await load_lineage(engine, with_index=True))
+
+    async def refresh(self, engine: AsyncEngine) -> int:
+        """Take in classes other processes stored since (`kamiyo index import`, `kamiyo backfill`): each is
+        linked against everything here, and links the other process could not see are written. Returns how
+        many classes were new to this lineage."""
+        admitted = []
+        for seq, info in await classes_since(engine, self.lineage.seq):
+            self.lineage.seq = max(self.lineage.seq, seq)
+            if info.key not in self.lineage:
+                admitted.append((info, self.lineage.admit(info)))
+        async with engine.begin() as conn:
+            for info, links in admitted:
+                await write_class(conn, info, links)
+            await add_origins(conn, self.lineage)
+        return len(admitted)
 
     def observe(self, code: bytes, chain_id: int | None, address: str, label: str | None = None) -> Observed:
         ident = identify(code)

@@ -163,10 +163,11 @@ def _reload(supervisor: Supervisor, settings: Settings, load_settings: Callable[
             return settings
         if new.storage != settings.storage:
             supervisor.log.warning("config.storage_unchanged", detail="[storage] changes need a restart")
+        classes = await supervisor.linker.refresh(supervisor.engine)  # known code imported meanwhile
         changes = await supervisor.apply(new.chains)
         supervisor.grace = new.daemon.shutdown_grace
         settings = new.model_copy(update={"storage": settings.storage})
-        supervisor.log.info("config.reloaded", **changes)
+        supervisor.log.info("config.reloaded", classes_taken_in=classes, **changes)
         notifier.ready(status=_status(supervisor))
         return settings
 

@@ -3,7 +3,7 @@ rebuilt from rows at start (classes in admission order, stored links replayed, n
 
 from __future__ import annotations
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..analyzers.bytecode.lineage import ClassInfo, Lineage
@@ -41,11 +41,6 @@ async def write_class(conn: AsyncConnection, info: ClassInfo, links: list[Link])
         await conn.execute(insert_new(conn, class_links, link_row(link), keys=("a", "b")))
 
 
-def implementation_of(row) -> str | None:
-    """The implementation a deployment runs now: its latest recorded upgrade, else what its code named."""
-    return row.current if getattr(row, "current", None) else row.implementation
-
-
 async def load_lineage(engine: AsyncEngine, with_index: bool = True) -> Lineage:
     lineage = Lineage(with_index=with_index)
     async with engine.connect() as conn:
@@ -54,33 +49,32 @@ async def load_lineage(engine: AsyncEngine, with_index: bool = True) -> Lineage:
             by_newer.setdefault(r.a, []).append(Link(r.a, r.b, r.relation, r.similarity, dict(r.evidence)))
         for row in await conn.execute(select(code_classes).order_by(code_classes.c.seq)):
             lineage.restore(_info(row), by_newer.get(row.skeleton_hash, []))
-        for key, origin in await conn.execute(_origins_query()):
-            if key in lineage and origin:
-                lineage.add_origin(key, origin)
-        for key, label in await conn.execute(select(known_code.c.skeleton_hash, known_code.c.label).distinct()):
-            if key in lineage:
-                lineage.add_origin(key, KNOWN_PREFIX + label)
+            lineage.seq = row.seq
+        await add_origins(conn, lineage)
     return lineage
+
+
+async def classes_since(engine: AsyncEngine, seq: int) -> list[tuple[int, ClassInfo]]:
+    """Classes another process (an import, a backfill) stored after `seq`, in admission order."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(code_classes).where(code_classes.c.seq > seq).order_by(code_classes.c.seq))
+        return [(row.seq, _info(row)) for row in rows]
+
+
+async def add_origins(conn: AsyncConnection, lineage: Lineage) -> None:
+    """Every stored origin into the lineage's families (adding one twice is harmless)."""
+    for key, origin in await conn.execute(_origins_query()):
+        if key in lineage and origin:
+            lineage.add_origin(key, origin)
+    for key, label in await conn.execute(select(known_code.c.skeleton_hash, known_code.c.label).distinct()):
+        if key in lineage:
+            lineage.add_origin(key, KNOWN_PREFIX + label)
 
 
 def _origins_query():
     """(class whose family a deployment belongs to, its origin) pairs: a proxy counts for the code it runs."""
     impl = deployments.alias("impl")
-    key = select(impl.c.skeleton_hash).where(and_(impl.c.chain_id == deployments.c.chain_id,
-                                                  impl.c.address == deployments.c.implementation))
-    resolved = key.scalar_subquery()
-    from sqlalchemy import func
-
+    resolved = select(impl.c.skeleton_hash).where(and_(
+        impl.c.chain_id == deployments.c.chain_id, impl.c.address == deployments.c.implementation
+    )).scalar_subquery()
     return select(func.coalesce(resolved, deployments.c.skeleton_hash), deployments.c.origin).distinct()
-
-
-async def current_implementations(conn: AsyncConnection, chain_id: int, addresses: list[str]) -> dict[str, str]:
-    """address -> implementation from the latest recorded upgrade, for those proxies that were upgraded."""
-    if not addresses:
-        return {}
-    rows = await conn.execute(
-        select(proxy_upgrades.c.address, proxy_upgrades.c.implementation)
-        .where(and_(proxy_upgrades.c.chain_id == chain_id, proxy_upgrades.c.address.in_(addresses)))
-        .order_by(proxy_upgrades.c.block_number, proxy_upgrades.c.log_index)
-    )
-    return {address: impl for address, impl in rows}  # later rows win

@@ -60,6 +60,7 @@ class Lineage:
         self._origins: dict[str, set[str]] = {}  # group root -> up to KEPT_ORIGINS origins
         self._labels: dict[str, set[str]] = {}  # group root -> labels of known code in it
         self._deferred: dict[str, list[Link]] = {}  # restored links waiting for their older end
+        self.seq = 0  # the storage sequence number of the last class restored (0: none)
 
     def __contains__(self, key: str) -> bool:
         return key in self.classes
