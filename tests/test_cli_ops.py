@@ -95,7 +95,7 @@ def test_a_running_daemon_takes_in_imported_code_at_reload(tmp_path, codes):
         assert pair_key not in daemon_side.lineage
         assert loop.run_until_complete(daemon_side.refresh(engine)) == 1
         assert pair_key in daemon_side.lineage
-        assert daemon_side.lineage.others(pair_key, "0xsomeone")[1] == {"uniswap-v2"}
+        assert daemon_side.lineage.earliest_other(pair_key, "0xsomeone").origin == "known:uniswap-v2"
         assert loop.run_until_complete(daemon_side.refresh(engine)) == 0
     finally:
         loop.run_until_complete(engine.dispose())

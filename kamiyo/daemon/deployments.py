@@ -78,8 +78,7 @@ class DeploymentStage:
         output = _BlockOutput(block, keys={r["skeleton_hash"] for r in rows.values()}, deployments=len(rows))
         output.upgrades = upgrade_rows = await self._upgrades(upgrades, rows)
         for row in rows.values():
-            if (finding := await self._finding(row, rows)) is not None:
-                output.findings.append(finding)
+            output.findings.extend(await self._findings(row, rows))
         self._pending = output
 
         async def write(conn: AsyncConnection) -> None:
@@ -162,11 +161,11 @@ class DeploymentStage:
                         "previous": previous})
         return out
 
-    async def _finding(self, row: dict, rows: dict[str, dict]) -> Finding | None:
+    async def _findings(self, row: dict, rows: dict[str, dict]) -> list[Finding]:
         family_key = await self._code_class(row, rows)
         if family_key is None or self.linker.lineage.classes[family_key].sketch is None:
-            return None  # empty code, a stub, or a proxy to code we have not seen: no lineage to speak of
-        return self.linker.fork_finding(row, family_key)
+            return []  # empty code, a stub, or a proxy to code we have not seen: no lineage to speak of
+        return self.linker.fork_findings(row, family_key)
 
     async def _code_class(self, row: dict, rows: dict[str, dict]) -> str | None:
         """The class whose family a deployment counts in: its own, or for a proxy the class of the code it runs."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from eth_hash.auto import keccak
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..storage.lineage import KNOWN_PREFIX
+from ..storage.lineage import known_sighting
 from ..storage.schema import known_code
 from ..storage.upsert import insert_new
 from .linking import Linker
@@ -32,7 +32,7 @@ async def import_known_code(engine: AsyncEngine, linker: Linker, label: str, ite
     result, rows, keys = ImportResult(families=set()), [], set()
     for ident, code in items:
         seen = linker.observe(code, None, ident, label)
-        linker.lineage.add_origin(seen.key, KNOWN_PREFIX + label)
+        linker.lineage.add_sighting(seen.key, known_sighting(seen.key, label, ident))
         rows.append({"label": label, "ident": ident, "skeleton_hash": seen.key,
                      "code_hash": "0x" + keccak(code).hex(), "kind": seen.kind})
         keys.add(seen.key)

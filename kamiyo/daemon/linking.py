@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..analyzers.bytecode.analysis import analyze_code, identify
-from ..analyzers.bytecode.lineage import ClassInfo, Lineage
+from ..analyzers.bytecode.lineage import ClassInfo, Lineage, Sighting
 from ..analyzers.bytecode.similarity import Link
 from ..findings import Finding, FindingType, Severity, fingerprint
 from ..storage.lineage import KNOWN_PREFIX, add_origins, classes_since, load_lineage, write_class
@@ -79,34 +79,49 @@ class Linker:
         for key in keys:
             self._unwritten.pop(key, None)
 
-    def fork_finding(self, row: dict, family_key: str, block_hash: str | None = None) -> Finding | None:
-        """The finding for a deployment stored as `row` whose code counts in the family of `family_key`."""
-        origin = row["origin"]
-        other, labels = self.lineage.others(family_key, origin)
-        self.lineage.add_origin(family_key, origin)
-        if other is None and not labels:
-            return None
-        labels = sorted(labels)
+    def fork_findings(self, row: dict, family_key: str) -> list[Finding]:
+        """Findings for a deployment stored as `row` whose code counts in the family of `family_key`.
+
+        Usually the copy is the deployment at hand. When the chains were read out of order and the family's
+        other origin turns out to be *later* (its chain was caught up first), that later code is the copy, and
+        the finding is about it."""
+        me = Sighting(float(row["block_timestamp"] or 0), row["origin"], row["chain_id"], row["address"],
+                      row["block_number"], row["tx_hash"], row["skeleton_hash"])
+        other = self.lineage.earliest_other(family_key, me.origin)
+        self.lineage.add_sighting(family_key, me)
+        if other is None:
+            return []
+        copy, original = (me, other) if other.timestamp <= me.timestamp else (other, me)  # a tie: seen first
+        return [self._fork(copy, original, family_key, row if copy is me else None)]
+
+    def _fork(self, copy: Sighting, original: Sighting, family_key: str, row: dict | None) -> Finding:
+        known = sorted(s.origin.removeprefix(KNOWN_PREFIX) for s in self.lineage.sightings(family_key)
+                       if s.origin.startswith(KNOWN_PREFIX))
         return Finding(
             kind=FORK_DETECTED,
-            severity=Severity.LOW if labels else Severity.INFO,
+            severity=Severity.LOW if known else Severity.INFO,
             type=FindingType.INFO,
-            chain_id=row["chain_id"],
-            subject=row["address"],
-            block=row["block_number"],
-            tx_hash=row["tx_hash"],
-            fingerprint=fingerprint(FORK_DETECTED, row["chain_id"], origin, row["skeleton_hash"]),
+            chain_id=copy.chain_id,
+            subject=copy.address,
+            block=copy.block,
+            tx_hash=copy.tx_hash,
+            fingerprint=fingerprint(FORK_DETECTED, copy.chain_id, copy.origin, copy.key),
             evidence={
                 "family": self.lineage.family(family_key),
-                "class": row["skeleton_hash"],
+                "class": copy.key,
                 "code_class": family_key,
-                "kind": row["kind"],
-                "creator": row["creator"],
-                "deployer": row["deployer"],
-                "origin": origin,
-                "other_origin": None if other is None or other.startswith(KNOWN_PREFIX) else other,
-                "known_code": labels,
-                "related": self.related(family_key, row["chain_id"], row["address"]),
+                "kind": row["kind"] if row else self.lineage.classes[copy.key].kind,
+                "creator": row["creator"] if row else None,
+                "deployer": row["deployer"] if row else None,
+                "origin": copy.origin,
+                "original": {"chain_id": original.chain_id, "address": original.address, "block": original.block,
+                             "origin": None if original.origin.startswith(KNOWN_PREFIX) else original.origin,
+                             "label": original.origin.removeprefix(KNOWN_PREFIX)
+                             if original.origin.startswith(KNOWN_PREFIX) else None,
+                             "timestamp": None if original.timestamp == float("-inf") else int(original.timestamp)},
+                "other_origin": None if original.origin.startswith(KNOWN_PREFIX) else original.origin,
+                "known_code": known,
+                "related": self.related(copy.key, copy.chain_id, copy.address),
             },
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..analyzers.bytecode.lineage import ClassInfo, Lineage
+from ..analyzers.bytecode.lineage import ClassInfo, Lineage, Sighting
 from ..analyzers.bytecode.similarity import Link
 from ..analyzers.bytecode.sketch import deserialize, serialize
 from .schema import class_links, code_classes, deployments, known_code, proxy_upgrades
@@ -62,19 +62,30 @@ async def classes_since(engine: AsyncEngine, seq: int) -> list[tuple[int, ClassI
 
 
 async def add_origins(conn: AsyncConnection, lineage: Lineage) -> None:
-    """Every stored origin into the lineage's families (adding one twice is harmless)."""
-    for key, origin in await conn.execute(_origins_query()):
-        if key in lineage and origin:
-            lineage.add_origin(key, origin)
-    for key, label in await conn.execute(select(known_code.c.skeleton_hash, known_code.c.label).distinct()):
+    """Every stored origin's earliest sighting into the lineage's families (adding one twice is harmless)."""
+    first: dict[tuple[str, str], Sighting] = {}
+    for key, origin, timestamp, chain_id, address, block, tx in await conn.execute(_origins_query()):
+        if key in lineage and origin and (key, origin) not in first:
+            first[(key, origin)] = Sighting(float(timestamp or 0), origin, chain_id, address, block, tx, key)
+    for key, label, ident in await conn.execute(select(known_code.c.skeleton_hash, known_code.c.label,
+                                                       known_code.c.ident)):
         if key in lineage:
-            lineage.add_origin(key, KNOWN_PREFIX + label)
+            first.setdefault((key, KNOWN_PREFIX + label), known_sighting(key, label, ident))
+    for (key, _origin), sighting in first.items():
+        lineage.add_sighting(key, sighting)
+
+
+def known_sighting(key: str, label: str, ident: str) -> Sighting:
+    return Sighting(float("-inf"), KNOWN_PREFIX + label, None, ident, None, None, key)
 
 
 def _origins_query():
-    """(class whose family a deployment belongs to, its origin) pairs: a proxy counts for the code it runs."""
-    impl = deployments.alias("impl")
+    """Deployments as (class whose family they count in, origin, when, where), earliest first: a proxy counts
+    for the code it runs."""
+    d, impl = deployments, deployments.alias("impl")
     resolved = select(impl.c.skeleton_hash).where(and_(
-        impl.c.chain_id == deployments.c.chain_id, impl.c.address == deployments.c.implementation
+        impl.c.chain_id == d.c.chain_id, impl.c.address == d.c.implementation
     )).scalar_subquery()
-    return select(func.coalesce(resolved, deployments.c.skeleton_hash), deployments.c.origin).distinct()
+    return (select(func.coalesce(resolved, d.c.skeleton_hash), d.c.origin, d.c.block_timestamp, d.c.chain_id,
+                   d.c.address, d.c.block_number, d.c.tx_hash)
+            .order_by(d.c.block_timestamp, d.c.chain_id, d.c.block_number))

@@ -64,3 +64,11 @@ def make_clone(node: AnvilNode, sender: str, factory: str) -> str:
     receipt = send(node, sender, "0x", to=factory)
     trace = node.rpc("trace_transaction", [receipt["transactionHash"]])
     return next(t["result"]["address"] for t in trace if t["type"] == "create").lower()
+
+
+def runtime_deployer(runtime_hex: str) -> str:
+    """Init code that deploys `runtime_hex` exactly as given (for code we hold only as runtime, such as a
+    recompiled fork built from source): CODECOPY the runtime that follows this 12-byte prefix, RETURN it."""
+    runtime = runtime_hex.removeprefix("0x")
+    size = len(runtime) // 2
+    return f"61{size:04x}80600c6000396000f3" + runtime

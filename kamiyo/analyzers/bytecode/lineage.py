@@ -5,8 +5,9 @@ verified against the similarity index, inserted, and its links applied to the gr
 as the batch (families.supported). The decisions depend only on the admission order and the links, both of which
 storage keeps, so `restore` rebuilds the same families at start without a single comparison.
 
-Besides classes and links, a family remembers who stands behind its code ("origins": a deployer, a factory's
-origin, an import label), up to two of them: enough to answer "does this family hold code of someone else?".
+Besides classes and links, a family remembers who stands behind its code: the earliest sighting of each of its
+first two origins (a deployer, a factory's origin, an import label), which is enough to answer "whose code did
+this deployment copy, if anyone's?" whichever order the chains were read in.
 Proxy classes take no part in similarity; callers resolve a proxy to the family of the code it runs.
 """
 
@@ -21,7 +22,20 @@ from .families import Groups, supported
 from .index import SimilarityIndex
 from .similarity import ClassProfile, Link
 
-KEPT_ORIGINS = 2  # two distinct origins prove "someone other than you", whoever you are
+KEPT_ORIGINS = 2  # the two earliest origins: for any origin, the earliest other one is among them
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Sighting:
+    """Where and when an origin's code was first seen in a family. Known code sorts before everything."""
+
+    timestamp: float  # block timestamp; -inf for imported known code
+    origin: str
+    chain_id: int | None = None
+    address: str = ""
+    block: int | None = None
+    tx_hash: str | None = None
+    key: str = ""  # the class seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +71,7 @@ class Lineage:
         self._neighbours: dict[str, set[str]] = {}
         self._links: dict[str, list[Link]] = {}  # by either end
         self._earliest: dict[str, str] = {}  # group root -> its earliest class
-        self._origins: dict[str, set[str]] = {}  # group root -> up to KEPT_ORIGINS origins
-        self._labels: dict[str, set[str]] = {}  # group root -> labels of known code in it
+        self._origins: dict[str, list[Sighting]] = {}  # group root -> earliest sightings of its first origins
         self._deferred: dict[str, list[Link]] = {}  # restored links waiting for their older end
         self.seq = 0  # the storage sequence number of the last class restored (0: none)
 
@@ -99,8 +112,7 @@ class Lineage:
         self._rank[key] = len(self._rank)
         self._groups.add(key)
         self._earliest[key] = key
-        self._origins[key] = set()
-        self._labels[key] = {info.label} if info.label else set()
+        self._origins[key] = []
 
     def _apply(self, links: list[Link]) -> None:
         for link in links:
@@ -115,12 +127,10 @@ class Lineage:
 
     def _merge(self, ra: str, rb: str) -> None:
         earliest = min(self._earliest.pop(ra), self._earliest.pop(rb), key=self._rank.__getitem__)
-        origins = self._origins.pop(ra) | self._origins.pop(rb)
-        labels = self._labels.pop(ra) | self._labels.pop(rb)
+        sightings = self._origins.pop(ra) + self._origins.pop(rb)
         root = self._groups.union(ra, rb)
         self._earliest[root] = earliest
-        self._origins[root] = set(sorted(origins)[:KEPT_ORIGINS])
-        self._labels[root] = labels
+        self._origins[root] = _earliest_origins(sightings)
 
     def family(self, key: str) -> str:
         """The family id: the skeleton hash of its earliest admitted class."""
@@ -133,13 +143,20 @@ class Lineage:
     def links_of(self, key: str) -> list[Link]:
         return self._links.get(key, [])
 
-    def add_origin(self, key: str, origin: str) -> None:
-        kept = self._origins[self._groups.find(key)]
-        if len(kept) < KEPT_ORIGINS:
-            kept.add(origin)
-
-    def others(self, key: str, origin: str) -> tuple[str | None, frozenset[str]]:
-        """(an origin in the family other than `origin`, the labels of known code in the family)."""
+    def add_sighting(self, key: str, sighting: Sighting) -> None:
         root = self._groups.find(key)
-        other = next((o for o in sorted(self._origins[root]) if o != origin), None)
-        return other, frozenset(self._labels[root])
+        self._origins[root] = _earliest_origins(self._origins[root] + [sighting])
+
+    def earliest_other(self, key: str, origin: str) -> Sighting | None:
+        """The earliest sighting in the family of code from an origin other than `origin`."""
+        return next((s for s in self._origins[self._groups.find(key)] if s.origin != origin), None)
+
+    def sightings(self, key: str) -> list[Sighting]:
+        return list(self._origins[self._groups.find(key)])
+
+
+def _earliest_origins(sightings: list[Sighting]) -> list[Sighting]:
+    first: dict[str, Sighting] = {}
+    for s in sorted(sightings):
+        first.setdefault(s.origin, s)
+    return list(first.values())[:KEPT_ORIGINS]
