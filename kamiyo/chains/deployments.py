@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .. import log
 from .mappers import MalformedNodeAnswer
-from .rpc import RpcClient, RpcError
+from .rpc import RpcClient, RpcError, RpcResponseError
 
 TRACE_BLOCK, DEBUG_TRACE, RECEIPTS = "trace_block", "debug_traceBlockByNumber", "receipts"
 
@@ -114,13 +114,27 @@ class DeploymentFinder:
         ]
 
     async def code(self, contracts: list[NewContract]) -> list[bytes]:
-        """Runtime code of each new contract as of its block, in one batch."""
+        """Runtime code of each new contract as of its block, in one batch. A node that no longer holds that
+        block's state (not an archive node, and we are far behind) is asked for the code at the head instead:
+        code only changes by self-destruction, which the head then shows as empty code."""
         if not contracts:
             return []
-        answers = await self.client.batch([("eth_getCode", [c.address, hex(c.block)]) for c in contracts])
+        answers = await self.client.batch([("eth_getCode", [c.address, hex(c.block)]) for c in contracts],
+                                          return_exceptions=True)
+        pruned = [i for i, a in enumerate(answers) if isinstance(a, RpcResponseError)]
+        if pruned:
+            self.log.info("deployments.code_at_head", contracts=len(pruned), block=contracts[pruned[0]].block)
+            latest = await self.client.batch([("eth_getCode", [contracts[i].address, "latest"]) for i in pruned])
+            for i, answer in zip(pruned, latest):
+                answers[i] = answer
         out = []
         for contract, raw in zip(contracts, answers):
-            if not isinstance(raw, str) or not raw.startswith("0x"):
-                raise MalformedNodeAnswer(f"eth_getCode {contract.address}: expected hex")
-            out.append(bytes.fromhex(raw[2:]))
+            if isinstance(raw, Exception):
+                raise raw
+            try:
+                out.append(bytes.fromhex(raw[2:]) if isinstance(raw, str) and raw.startswith("0x") else None)
+            except ValueError:
+                out.append(None)
+            if out[-1] is None:
+                raise MalformedNodeAnswer(f"eth_getCode {contract.address}: expected hex, got {raw!r:.60}")
         return out

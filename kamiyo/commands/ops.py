@@ -7,9 +7,9 @@ import asyncio
 import sys
 from pathlib import Path
 
+from . import CONFIG_HELP
 from ..errors import InputError
 
-CONFIG_HELP = "default: $KAMIYO_CONFIG, then /etc/kamiyo/kamiyo.toml"
 RELOAD_HINT = "a running daemon takes this in at its next reload (systemctl reload kamiyo, or SIGHUP)"
 
 

@@ -7,6 +7,7 @@ upgrades and findings (retracted, not deleted) with it.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from eth_hash.auto import keccak
@@ -26,6 +27,7 @@ from .follower import Write
 from .linking import Linker, Observed
 
 ORIGIN_CACHE = 50_000  # factories' origins remembered between blocks (a factory makes many contracts)
+PREFETCH = 8  # blocks whose RPC work (traces, logs, code) runs ahead of the block being linked
 
 
 def deployment_row(contract: NewContract, code: bytes, seen: Observed, origin: str, timestamp: int) -> dict:
@@ -38,6 +40,15 @@ def deployment_row(contract: NewContract, code: bytes, seen: Observed, origin: s
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """A block's network half: what it deployed (with code) and the upgrade events it emitted."""
+
+    found: list[NewContract]
+    codes: list[bytes]
+    upgrades: list[Upgrade]
+
+
 @dataclass
 class _BlockOutput:
     """What one block produced, kept until its transaction commits (then logged and confirmed)."""
@@ -47,7 +58,11 @@ class _BlockOutput:
     findings: list[Finding] = field(default_factory=list)
     created: list[Finding] = field(default_factory=list)  # those that were news, known inside the transaction
     upgrades: list[dict] = field(default_factory=list)
-    deployments: int = 0
+    rows: list[str] = field(default_factory=list)  # addresses deployed
+
+    @property
+    def deployments(self) -> int:
+        return len(self.rows)
 
 
 class DeploymentStage:
@@ -59,35 +74,63 @@ class DeploymentStage:
         self.proxies = proxies or ProxyReader(finder.client)
         self.chain_id = finder.chain_id
         self._origins: dict[str, str] = {}
-        self._pending: _BlockOutput | None = None
+        self._pending: dict[str, _BlockOutput] = {}  # block hash -> output, until its transaction commits
+        self._uncommitted: dict[str, dict] = {}  # address -> row of a block not committed yet (a group is open)
+        self._upcoming: list[BlockRef] = []
+        self._position: dict[str, int] = {}
+        self._fetches: dict[str, asyncio.Task] = {}
         self.log = finder.log
 
-    async def __call__(self, block: BlockRef) -> Write | None:
-        self._pending = None
+    def ahead(self, blocks: list[BlockRef]) -> None:
+        """The blocks the follower will hand over next, in order: their network half is fetched ahead."""
+        self._upcoming = blocks
+        self._position = {b.hash: i for i, b in enumerate(blocks)}
+
+    async def close(self) -> None:
+        tasks, self._fetches = list(self._fetches.values()), {}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _fetch(self, block: BlockRef) -> _Fetched:
         found = await self.finder.find(block.number)
         upgrades = await self.proxies.upgrades(block.hash, block.number)
-        if not found and not upgrades:
+        return _Fetched(found, await self.finder.code(found), upgrades)
+
+    async def _fetched(self, block: BlockRef) -> _Fetched:
+        at = self._position.get(block.hash)
+        if at is not None:  # keep PREFETCH blocks in flight beyond this one
+            for upcoming in self._upcoming[at + 1 : at + 1 + PREFETCH]:
+                if upcoming.hash not in self._fetches:
+                    self._fetches[upcoming.hash] = asyncio.create_task(self._fetch(upcoming))
+        task = self._fetches.pop(block.hash, None)
+        return await task if task is not None else await self._fetch(block)
+
+    async def __call__(self, block: BlockRef) -> Write | None:
+        fetched = await self._fetched(block)
+        if not fetched.found and not fetched.upgrades:
             return None
         rows, standards = {}, {}
-        for contract, code in zip(found, await self.finder.code(found)):
+        for contract, code in zip(fetched.found, fetched.codes):
             seen = self.linker.observe(code, contract.chain_id, contract.address)
             origin = await self._origin(contract, rows)
             rows[contract.address] = deployment_row(contract, code, seen, origin, block.timestamp)
             standards[contract.address] = seen.standard
         await self._read_implementations(rows, standards, block.number)
-        output = _BlockOutput(block, keys={r["skeleton_hash"] for r in rows.values()}, deployments=len(rows))
-        output.upgrades = upgrade_rows = await self._upgrades(upgrades, rows)
+        output = _BlockOutput(block, keys={r["skeleton_hash"] for r in rows.values()}, rows=list(rows))
+        output.upgrades = upgrade_rows = await self._upgrades(fetched.upgrades, rows)
         for row in rows.values():
             output.findings.extend(await self._findings(row, rows))
-        self._pending = output
+        self._pending[block.hash] = output
+        self._uncommitted.update(rows)
 
         async def write(conn: AsyncConnection) -> None:
             await self.linker.write(conn, output.keys)
-            for row in rows.values():  # upserts on (chain, address): replaying a block is harmless
-                await conn.execute(upsert(conn, deployments, row, keys=("chain_id", "address")))
+            # upserts on (chain, address): replaying a block is harmless
+            await upsert(conn, deployments, list(rows.values()), keys=("chain_id", "address"))
+            await insert_new(conn, proxy_upgrades, upgrade_rows, keys=("chain_id", "address", "block_number",
+                                                                      "log_index"))
             for row in upgrade_rows:
-                await conn.execute(insert_new(conn, proxy_upgrades, row,
-                                              keys=("chain_id", "address", "block_number", "log_index")))
                 await conn.execute(update(deployments).where(and_(
                     deployments.c.chain_id == row["chain_id"], deployments.c.address == row["address"]
                 )).values(implementation=row["implementation"]))
@@ -98,9 +141,11 @@ class DeploymentStage:
     def committed(self, block: BlockRef) -> _BlockOutput | None:
         """Called once the block's transaction committed: confirm classes, announce findings; returns what the
         block produced (None when it produced nothing)."""
-        output, self._pending = self._pending, None
-        if output is None or output.block.hash != block.hash:
+        output = self._pending.pop(block.hash, None)
+        if output is None:
             return None
+        for address in output.rows:
+            self._uncommitted.pop(address, None)
         self.linker.committed(output.keys)
         for row in output.upgrades:
             self.log.info("proxy.upgraded", proxy=row["address"], implementation=row["implementation"],
@@ -116,8 +161,8 @@ class DeploymentStage:
         if not contract.internal:
             return contract.deployer
         factory = contract.creator
-        if factory in rows:
-            return rows[factory]["origin"]
+        if (known := rows.get(factory) or self._uncommitted.get(factory)) is not None:
+            return known["origin"]
         if factory not in self._origins:
             async with self.engine.connect() as conn:
                 stored = (await conn.execute(select(deployments.c.origin).where(and_(
@@ -138,11 +183,12 @@ class DeploymentStage:
         """Upgrade rows for the proxies we know (deployed in this block or stored); others are not ours."""
         if not upgrades:
             return []
-        addresses = sorted({u.address for u in upgrades} - set(rows))
-        stored = {}
+        addresses = sorted({u.address for u in upgrades} - set(rows) - set(self._uncommitted))
+        stored = {a: r["implementation"] for a, r in self._uncommitted.items()
+                  if a in {u.address for u in upgrades} and a not in rows and r["kind"] in PROXY_KINDS}
         if addresses:
             async with self.engine.connect() as conn:
-                stored = {a: impl for a, impl in await conn.execute(
+                stored |= {a: impl for a, impl in await conn.execute(
                     select(deployments.c.address, deployments.c.implementation).where(and_(
                         deployments.c.chain_id == self.chain_id, deployments.c.address.in_(addresses),
                         deployments.c.kind.in_(sorted(PROXY_KINDS)))))}
@@ -174,8 +220,8 @@ class DeploymentStage:
         impl = row["implementation"]
         if impl is None:
             return None
-        if impl in rows:
-            return rows[impl]["skeleton_hash"]
+        if (known := rows.get(impl) or self._uncommitted.get(impl)) is not None:
+            return known["skeleton_hash"]
         async with self.engine.connect() as conn:
             return (await conn.execute(select(deployments.c.skeleton_hash).where(and_(
                 deployments.c.chain_id == self.chain_id, deployments.c.address == impl)))).scalar()

@@ -1,6 +1,6 @@
 """Following one chain: catch up from the checkpoint to the confirmed head, block by block, never skipping one.
 
-Each block is committed with what it produced and the checkpoint in one transaction (`commit_block`), so a crash
+Each block is committed with what it produced and the checkpoint in one transaction (`commit_blocks`), so a crash
 at any moment resumes at checkpoint + 1. Parent-hash continuity is checked on every block; a mismatch walks back
 through the stored recent blocks to the common ancestor, rolls storage back to it (`on_rollback` retracts what
 the dropped blocks produced) and reprocesses the new branch. A reorg deeper than `max_reorg_depth` stops the
@@ -18,7 +18,7 @@ from .. import log
 from ..chains.blocks import BlockRef
 from ..chains.source import EvmChainSource
 from ..errors import KamiyoError
-from ..storage.checkpoints import commit_block, load_checkpoint, recent_block
+from ..storage.checkpoints import commit_blocks, load_checkpoint, recent_block
 from ..storage.schema import blocks, checkpoints
 from ..storage.upsert import upsert
 
@@ -27,7 +27,8 @@ from ..storage.upsert import upsert
 Write = Callable[[AsyncConnection], Awaitable[None]]
 BlockWork = Callable[[BlockRef], Awaitable[Write | None]]
 Rollback = Callable[[AsyncConnection, int, int], Awaitable[None]]  # (conn, chain_id, first dropped block number)
-STEP_BLOCKS = 500  # blocks fetched per catch-up step; each is still committed on its own
+STEP_BLOCKS = 500  # blocks fetched per catch-up step
+GROUP_BLOCKS = 50  # blocks per transaction while catching up (at the head, each block is its own)
 
 
 class ReorgTooDeep(KamiyoError):
@@ -59,23 +60,42 @@ class ChainFollower:
     async def step(self) -> int:
         """Process what is confirmed beyond the cursor (up to STEP_BLOCKS); returns the number of blocks committed.
 
-        A reorg met on the way is rolled back and the new branch processed within the same step."""
+        Behind the head, consecutive blocks are committed GROUP_BLOCKS to a transaction (the checkpoint at the
+        group's last block, so a crash still resumes right after what is stored); at the head each block is its
+        own. A reorg met on the way is rolled back and the new branch processed within the same step."""
         head = await self.source.head()
         committed = 0
         while (next_number := self.cursor[0] + 1 if self.cursor else 0) <= head and committed < STEP_BLOCKS:
             last = min(head, next_number + STEP_BLOCKS - committed - 1)
-            for block in await self.source.blocks(next_number, last):
+            fetched = await self.source.blocks(next_number, last)
+            if hasattr(self.work, "ahead"):
+                self.work.ahead(fetched)
+            group: list[tuple[BlockRef, Write | None]] = []
+            for block in fetched:
                 if self.cursor is not None and block.parent_hash != self.cursor[1]:
+                    committed += await self._commit(group)
                     if not await self._rewind(block):
                         return committed  # the node changed under us mid-read: try again next step
                     break  # fetch again from the common ancestor, on the new branch
-                write = await self.work(block) if self.work is not None else None
-                await commit_block(self.engine, block, write, keep=self.source.settings.max_reorg_depth)
+                group.append((block, await self.work(block) if self.work is not None else None))
                 self.cursor = (block.number, block.hash)
-                if self.after_commit is not None:
-                    self.after_commit(block)
-                committed += 1
+                if len(group) >= GROUP_BLOCKS:
+                    committed += await self._commit(group)
+                    group = []
+            else:
+                committed += await self._commit(group)
         return committed
+
+    async def _commit(self, group: list[tuple[BlockRef, Write | None]]) -> int:
+        await commit_blocks(self.engine, group, keep=self.source.settings.max_reorg_depth)
+        if self.after_commit is not None:
+            for block, _write in group:
+                self.after_commit(block)
+        return len(group)
+
+    async def close(self) -> None:
+        if (close := getattr(self.work, "close", None)) is not None:
+            await close()
 
     async def _rewind(self, first_mismatch: BlockRef) -> int:
         """Roll back to the common ancestor; returns how many of our blocks were dropped."""
@@ -109,6 +129,5 @@ class ChainFollower:
                 await self.on_rollback(conn, chain_id, ancestor.number + 1)
             await conn.execute(delete(blocks).where(and_(blocks.c.chain_id == chain_id,
                                                          blocks.c.number > ancestor.number)))
-            await conn.execute(upsert(conn, checkpoints,
-                                      {"chain_id": chain_id, "number": ancestor.number, "hash": ancestor.hash},
-                                      keys=("chain_id",)))
+            await upsert(conn, checkpoints, {"chain_id": chain_id, "number": ancestor.number, "hash": ancestor.hash},
+                         keys=("chain_id",))

@@ -42,8 +42,7 @@ async def import_known_code(engine: AsyncEngine, linker: Linker, label: str, ite
         progress(1)
     async with engine.begin() as conn:
         await linker.write(conn, keys)
-        for row in rows:
-            await conn.execute(insert_new(conn, known_code, row, keys=("label", "ident")))
+        await insert_new(conn, known_code, rows, keys=("label", "ident"))
     linker.committed(keys)
     result.families = {linker.lineage.family(k) for k in keys}
     return result

@@ -85,18 +85,21 @@ async def _follow(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Ev
         try:
             async with RpcClient(chain.rpc, requests_per_second=chain.requests_per_second) as client:
                 follower = build_pipeline(chain, client, engine, linker)
-                await follower.start()
-                while not stop.is_set():
-                    heartbeats.beat(chain.name)
-                    committed = await follower.step()
-                    backoff = chain.poll_interval
-                    if committed:
-                        clog.info("checkpoint.committed", number=follower.cursor[0], blocks=committed)
-                    elif heads is not None:
-                        # the poll interval stays as a safety net: the ws and http URLs may be different nodes
-                        await heads.wait(timeout=chain.poll_interval * HEAD_FALLBACK_POLLS, stop=stop)
-                    else:
-                        await _sleep_unless_stopped(stop, chain.poll_interval)
+                try:
+                    await follower.start()
+                    while not stop.is_set():
+                        heartbeats.beat(chain.name)
+                        committed = await follower.step()
+                        backoff = chain.poll_interval
+                        if committed:
+                            clog.info("checkpoint.committed", number=follower.cursor[0], blocks=committed)
+                        elif heads is not None:
+                            # the poll interval stays a safety net: the ws and http URLs may be different nodes
+                            await heads.wait(timeout=chain.poll_interval * HEAD_FALLBACK_POLLS, stop=stop)
+                        else:
+                            await _sleep_unless_stopped(stop, chain.poll_interval)
+                finally:
+                    await follower.close()  # prefetches in flight are cancelled, never left behind
         except FATAL as exc:
             clog.error("chain.stopped", error=str(exc))
             heartbeats.retire(chain.name)  # stopped for good: its silence must not hold back the watchdog

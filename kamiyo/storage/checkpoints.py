@@ -37,18 +37,24 @@ async def recent_block(engine: AsyncEngine, chain_id: int, number: int) -> Block
 
 async def commit_block(engine: AsyncEngine, block: BlockRef, work: Work | None = None, keep: int = 64) -> None:
     """Run `work` (what the block produced) and advance the checkpoint to `block`, atomically."""
+    await commit_blocks(engine, [(block, work)], keep)
+
+
+async def commit_blocks(engine: AsyncEngine, items: list[tuple[BlockRef, Work | None]], keep: int = 64) -> None:
+    """Several consecutive blocks of one chain, their work and the checkpoint at the last, in one transaction:
+    catch-up commits a group at a time, and a crash still leaves the checkpoint where the stored work ends."""
+    if not items:
+        return
+    last = items[-1][0]
     async with engine.begin() as conn:
-        if work is not None:
-            await work(conn)
-        await conn.execute(upsert(
-            conn, blocks,
-            {"chain_id": block.chain_id, "number": block.number, "hash": block.hash,
-             "parent_hash": block.parent_hash, "timestamp": block.timestamp},
-            keys=("chain_id", "number"),
-        ))
-        await conn.execute(delete(blocks).where(and_(blocks.c.chain_id == block.chain_id,
-                                                     blocks.c.number <= block.number - keep)))
-        await conn.execute(upsert(
-            conn, checkpoints, {"chain_id": block.chain_id, "number": block.number, "hash": block.hash},
-            keys=("chain_id",),
-        ))
+        for _block, work in items:
+            if work is not None:
+                await work(conn)
+        await upsert(conn, blocks, [
+            {"chain_id": b.chain_id, "number": b.number, "hash": b.hash, "parent_hash": b.parent_hash,
+             "timestamp": b.timestamp} for b, _work in items
+        ], keys=("chain_id", "number"))
+        await conn.execute(delete(blocks).where(and_(blocks.c.chain_id == last.chain_id,
+                                                     blocks.c.number <= last.number - keep)))
+        await upsert(conn, checkpoints, {"chain_id": last.chain_id, "number": last.number, "hash": last.hash},
+                     keys=("chain_id",))

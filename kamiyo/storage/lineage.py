@@ -36,9 +36,8 @@ def _info(row) -> ClassInfo:
 
 async def write_class(conn: AsyncConnection, info: ClassInfo, links: list[Link]) -> None:
     """Idempotent: a class written twice (two chains saw it, or a block was retried) stays one row."""
-    await conn.execute(insert_new(conn, code_classes, class_row(info), keys=("skeleton_hash",)))
-    for link in links:
-        await conn.execute(insert_new(conn, class_links, link_row(link), keys=("a", "b")))
+    await insert_new(conn, code_classes, class_row(info), keys=("skeleton_hash",))
+    await insert_new(conn, class_links, [link_row(link) for link in links], keys=("a", "b"))
 
 
 async def load_lineage(engine: AsyncEngine, with_index: bool = True) -> Lineage:
