@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+BENCH_INSTALLED := $(VENV)/.bench-installed
 NODE_INSTALLED := node_modules/.installed
 DATA ?= ../shared/data/bytecode
 
-.PHONY: demo test bench clean
+.PHONY: demo corpus-report test bench clean
 
 $(INSTALLED): pyproject.toml setup.py $(wildcard kamiyo/analyzers/bytecode/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +19,10 @@ $(NODE_INSTALLED): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-demo: $(INSTALLED)
+demo: $(INSTALLED) $(NODE_INSTALLED)
+	$(PY) demo/daemon_demo.py
+
+corpus-report: $(INSTALLED)
 	@mkdir -p out
 	$(VENV)/bin/kamiyo families --input $(DATA) --format text --out out/families.txt \
 		--export json=out/families.json --export graphml=out/families.graphml --export png=out/families.png
@@ -28,8 +32,13 @@ demo: $(INSTALLED)
 test: $(INSTALLED) $(NODE_INSTALLED)
 	$(PY) -m pytest
 
-bench: $(INSTALLED)
+$(BENCH_INSTALLED): $(INSTALLED)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_INSTALLED) $(NODE_INSTALLED)
 	$(PY) bench/fingerprint.py
+	$(PY) bench/catchup.py
 
 clean:
 	rm -rf $(VENV) node_modules build *.egg-info out .cache

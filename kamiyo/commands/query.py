@@ -24,7 +24,7 @@ from ..errors import InputError
 
 # `json` is networkx node-link (with schema_version), the document `kamiyo families --format node-link` writes
 GRAPH_FORMATS = {"json": "node-link", "graphml": "graphml", "gexf": "gexf", "csv": "csv", "dot": "dot",
-                 "text": "text"}
+                 "text": "text", "png": "png"}
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}\Z")
 T = TypeVar("T")
 
@@ -133,7 +133,14 @@ def cmd_graph_export(args: argparse.Namespace) -> int:
     settings = load(args.config)
     data = _read(settings, lambda engine: live_graph(engine, _chain_names(settings)))
     fmt = GRAPH_FORMATS[args.format]
-    payload = render_text(data).encode() if fmt == "text" else export_graph(to_networkx(data), fmt)
+    if fmt == "text":
+        payload = render_text(data).encode()
+    elif fmt == "png":  # a picture of the largest families
+        from ..analyzers.bytecode.picture import render_png
+
+        payload = render_png(to_networkx(data))
+    else:
+        payload = export_graph(to_networkx(data), fmt)
     _write(args.out, payload)
     if args.out != "-":
         counts = summary(data)

@@ -19,6 +19,16 @@ KIND_COLOUR = {"contract": "#3b6ea8", "library": "#7a5195", "proxy": "#ef5675", 
                "eip7702": "#ff764a", "empty": "#999999"}
 
 
+SMALL_FAMILY = 12
+
+
+def _short(label: str) -> str:
+    """chain:0xabcdef…: enough of a label to tell nodes apart in a picture."""
+    head, _, address = str(label).rpartition(":")
+    short = address[:10] + "…" if address.startswith("0x") and len(address) > 12 else address
+    return f"{head}\n{short}" if head else short
+
+
 def render_png(graph: nx.Graph, top: int = 9) -> bytes:
     try:
         import matplotlib
@@ -40,9 +50,14 @@ def render_png(graph: nx.Graph, top: int = 9) -> bytes:
     for ax, family in zip(axes.flat, families):
         sub = graph.subgraph([n for n, d in graph.nodes(data=True) if d["family"] == family])
         pos = nx.spring_layout(sub, seed=7, k=1.5 / math.sqrt(max(len(sub), 1)))
+        small = len(sub) <= SMALL_FAMILY  # a small family is drawn to be read: stronger edges, named nodes
         for relation, style in RELATION_STYLE.items():
             edges = [(a, b) for a, b, d in sub.edges(data=True) if d["relation"] == relation]
-            nx.draw_networkx_edges(sub, pos, edgelist=edges, style=style, width=0.4, alpha=0.25, ax=ax)
+            nx.draw_networkx_edges(sub, pos, edgelist=edges, style=style, width=1.2 if small else 0.4,
+                                   alpha=0.7 if small else 0.25, ax=ax)
+        if small:
+            nx.draw_networkx_labels(sub, pos, ax=ax, font_size=7,
+                                    labels={n: _short(sub.nodes[n].get("label", n)) for n in sub})
         nx.draw_networkx_nodes(
             sub, pos, ax=ax, linewidths=0,
             node_size=[20 + 30 * math.sqrt(len(sub.nodes[n]["members"])) for n in sub],

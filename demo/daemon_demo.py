@@ -1,0 +1,150 @@
+"""`make demo`: the daemon on three local anvil chains, finding forks of real protocol code across them.
+
+- chain "mainnet-sim" (1001): Uniswap V2's factory, and pairs created through it;
+- chain "bsc-sim" (1002): the PancakeSwap fork (factory and pairs), deployed by another team while the daemon runs;
+- chain "l2-sim" (1003), also while it runs: SushiSwap's pair (recompiled Uniswap V2), an ERC-20 implementation with EIP-1167 clones
+  made by a factory, and Uniswap V3's factory, which is unrelated code.
+The daemon follows all three over WebSocket into an embedded SQLite database under out/demo/; the demo prints
+the families it found across chains and its findings, and writes the fork graph. Ctrl-C, or the end, stops
+everything it started.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support import npm_artifacts  # noqa: E402  (the demo reuses the test chain kit)
+from tests.support.anvil import anvil  # noqa: E402
+from tests.support.contracts import (  # noqa: E402
+    clone_factory_creation, create_pair, creation_code, deploy, make_clone, runtime_deployer, word,
+)
+
+OUT = REPO / "out" / "demo"
+KAMIYO = [sys.executable, "-m", "kamiyo.cli"]
+TOKENS = ["0x" + f"{n:02x}" * 20 for n in range(0x11, 0x16)]  # pairs only need distinct addresses
+
+
+def say(text: str) -> None:
+    print(f"\033[1m==>\033[0m {text}" if sys.stdout.isatty() else f"==> {text}", flush=True)
+
+
+def config(chains: dict[str, object]) -> str:
+    text = (f'# written by demo/daemon_demo.py\n[storage]\nurl = "sqlite:///{OUT / "kamiyo.db"}"\n\n'
+            f'[daemon]\nshutdown_grace = 5\n')
+    for name, node in chains.items():
+        text += (f'\n[[chains]]\nname = "{name}"\nchain_id = {node.chain_id}\nrpc = ["{node.http}"]\n'
+                 f'ws = ["{node.ws}"]\nstart_block = 0\npoll_interval = 1.0\nrequests_per_second = 2000\n')
+    return text
+
+
+def checkpoints() -> dict[int, int]:
+    try:
+        with sqlite3.connect(OUT / "kamiyo.db") as con:
+            return dict(con.execute("SELECT chain_id, number FROM checkpoints"))
+    except sqlite3.OperationalError:
+        return {}
+
+
+def wait_caught_up(nodes, daemon, timeout: float = 120) -> None:
+    want = {n.chain_id: int(n.rpc("eth_blockNumber"), 16) for n in nodes}
+    deadline = time.monotonic() + timeout
+    while any(checkpoints().get(c, -1) < b for c, b in want.items()):
+        if daemon.poll() is not None:
+            raise SystemExit(f"the daemon exited ({daemon.returncode}); see {OUT / 'daemon.log'}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the daemon did not catch up: {checkpoints()} < {want}")
+        time.sleep(0.1)
+
+
+def deploy_uniswap(node, team: str) -> str:
+    factory = deploy(node, team, creation_code("uniswap-v2-factory"), word(team))
+    pairs = [create_pair(node, team, factory, TOKENS[0], token) for token in TOKENS[1:4]]
+    say(f"mainnet-sim: Uniswap V2 factory {factory} and 3 pairs created through it")
+    return pairs[0]
+
+
+def deploy_pancake(node, team: str) -> None:
+    factory = deploy(node, team, creation_code("pancake-v2-factory"), word(team))
+    for token in TOKENS[1:3]:
+        create_pair(node, team, factory, TOKENS[0], token)
+    say(f"bsc-sim: PancakeSwap factory {factory} and 2 pairs, by another team, while the daemon runs")
+
+
+def deploy_l2(node, team: str, user: str) -> None:
+    sushi = deploy(node, team, runtime_deployer(npm_artifacts.sushiswap_pair_runtime().hex()))
+    token = deploy(node, team, creation_code("uniswap-v2-erc20"))
+    clone_factory = deploy(node, team, clone_factory_creation(token))
+    clones = [make_clone(node, user, clone_factory) for _ in range(5)]
+    v3 = deploy(node, team, creation_code("uniswap-v3-factory"))
+    say(f"l2-sim: SushiSwap pair {sushi}; token {token} with {len(clones)} EIP-1167 clones from factory "
+        f"{clone_factory}; Uniswap V3 factory {v3} (unrelated)")
+
+
+def kamiyo(*args: str) -> str:
+    done = subprocess.run([*KAMIYO, *args, "--config", str(OUT / "kamiyo.toml")], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"kamiyo {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def report(uniswap_pair: str) -> None:
+    say("fork families the daemon found (kamiyo graph export --format text)")
+    print(kamiyo("graph", "export", "--format", "text", "--out", "-"))
+    say(f"what Uniswap's pair {uniswap_pair} is related to, on every chain (kamiyo forks)")
+    print(kamiyo("forks", f"mainnet-sim:{uniswap_pair}", "--format", "text"))
+    say("findings: third parties' copies (kamiyo findings --format text)")
+    print(kamiyo("findings", "--format", "text"))
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for stale in OUT.glob("kamiyo.db*"):
+        stale.unlink()
+    say("fetching protocol artifacts from the npm registry (cached after the first run)")
+    for name in ("uniswap-v2-factory", "pancake-v2-factory", "uniswap-v2-erc20", "uniswap-v3-factory"):
+        npm_artifacts.artifact_path(name)
+    npm_artifacts.sushiswap_pair_runtime()
+    with ExitStack() as stack:
+        nodes = {name: stack.enter_context(anvil(chain_id))
+                 for name, chain_id in (("mainnet-sim", 1001), ("bsc-sim", 1002), ("l2-sim", 1003))}
+        say("three anvil chains: " + ", ".join(f"{n} ({node.chain_id}, port {node.port})" for n, node in nodes.items()))
+        accounts = nodes["mainnet-sim"].rpc("eth_accounts")
+        uniswap_team, pancake_team, l2_team, user = (a.lower() for a in accounts[:4])
+        uniswap_pair = deploy_uniswap(nodes["mainnet-sim"], uniswap_team)
+        (OUT / "kamiyo.toml").write_text(config(nodes))
+        log = stack.enter_context(open(OUT / "daemon.log", "w"))
+        daemon = subprocess.Popen([*KAMIYO, "run", "--config", str(OUT / "kamiyo.toml")], stderr=log,
+                                  stdout=subprocess.DEVNULL)
+        try:
+            say(f"kamiyo run: following the three chains (JSON log lines in {OUT / 'daemon.log'})")
+            wait_caught_up(nodes.values(), daemon)
+            deploy_pancake(nodes["bsc-sim"], pancake_team)
+            deploy_l2(nodes["l2-sim"], l2_team, user)
+            wait_caught_up(nodes.values(), daemon)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+        say(f"daemon stopped (exit {daemon.returncode})")
+    report(uniswap_pair)
+    written = (("json", "forks.json"), ("graphml", "forks.graphml"), ("dot", "forks.dot"), ("png", "forks.png"))
+    for fmt, name in written:
+        kamiyo("graph", "export", "--format", fmt, "--out", str(OUT / name))
+    say(f"wrote the fork graph to {', '.join(str(OUT / n) for _, n in written)} (json is networkx node-link; "
+        f"forks.png is a picture); the database is {OUT / 'kamiyo.db'}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # everything started was stopped on the way out
+        sys.exit(130)
