@@ -8,6 +8,7 @@ then missed.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from .. import log
@@ -39,6 +40,7 @@ class DeploymentFinder:
         self.client = client
         self.chain_id = chain_id
         self.method: str | None = None
+        self._probing = asyncio.Lock()
         self.log = log.get("kamiyo.deployments").bind(chain=chain_name or str(chain_id))
 
     async def probe(self) -> str:
@@ -58,7 +60,9 @@ class DeploymentFinder:
 
     async def find(self, number: int) -> list[NewContract]:
         if self.method is None:
-            await self.probe()
+            async with self._probing:  # blocks fetched ahead all start here: probe once
+                if self.method is None:
+                    await self.probe()
         if self.method == TRACE_BLOCK:
             return self._from_parity(number, await self.client.call(TRACE_BLOCK, [hex(number)]))
         if self.method == DEBUG_TRACE:

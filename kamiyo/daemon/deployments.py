@@ -76,6 +76,7 @@ class DeploymentStage:
         self._origins: dict[str, str] = {}
         self._pending: dict[str, _BlockOutput] = {}  # block hash -> output, until its transaction commits
         self._uncommitted: dict[str, dict] = {}  # address -> row of a block not committed yet (a group is open)
+        self._upgraded: dict[str, str] = {}  # proxy -> implementation set by an upgrade not committed yet
         self._upcoming: list[BlockRef] = []
         self._position: dict[str, int] = {}
         self._fetches: dict[str, asyncio.Task] = {}
@@ -146,6 +147,9 @@ class DeploymentStage:
             return None
         for address in output.rows:
             self._uncommitted.pop(address, None)
+        for row in output.upgrades:
+            if self._upgraded.get(row["address"]) == row["implementation"]:
+                del self._upgraded[row["address"]]
         self.linker.committed(output.keys)
         for row in output.upgrades:
             self.log.info("proxy.upgraded", proxy=row["address"], implementation=row["implementation"],
@@ -180,28 +184,32 @@ class DeploymentStage:
             rows[address]["implementation"] = impl
 
     async def _upgrades(self, upgrades: list[Upgrade], rows: dict[str, dict]) -> list[dict]:
-        """Upgrade rows for the proxies we know (deployed in this block or stored); others are not ours."""
+        """Upgrade rows for the proxies we know (deployed in this block, in an uncommitted one, or stored); an
+        `Upgraded` event from anything else is not a proxy of ours. Each row records what it replaced, counting
+        upgrades of blocks not committed yet, so that a rollback restores exactly."""
         if not upgrades:
             return []
-        addresses = sorted({u.address for u in upgrades} - set(rows) - set(self._uncommitted))
-        stored = {a: r["implementation"] for a, r in self._uncommitted.items()
-                  if a in {u.address for u in upgrades} and a not in rows and r["kind"] in PROXY_KINDS}
-        if addresses:
+        wanted = {u.address for u in upgrades}
+        current = {a: impl for a, impl in self._upgraded.items() if a in wanted}
+        for address in wanted - set(current):
+            row = rows.get(address) or self._uncommitted.get(address)
+            if row is not None and row["kind"] in PROXY_KINDS:
+                current[address] = row["implementation"]
+        stored = sorted(wanted - set(current) - set(rows) - set(self._uncommitted))
+        if stored:
             async with self.engine.connect() as conn:
-                stored |= {a: impl for a, impl in await conn.execute(
+                current |= {a: impl for a, impl in await conn.execute(
                     select(deployments.c.address, deployments.c.implementation).where(and_(
-                        deployments.c.chain_id == self.chain_id, deployments.c.address.in_(addresses),
+                        deployments.c.chain_id == self.chain_id, deployments.c.address.in_(stored),
                         deployments.c.kind.in_(sorted(PROXY_KINDS)))))}
         out = []
         for upgrade in sorted(upgrades, key=lambda u: u.log_index):
-            if upgrade.address in rows:
-                previous = rows[upgrade.address]["implementation"]
-                rows[upgrade.address]["implementation"] = upgrade.implementation
-            elif upgrade.address in stored:
-                previous = stored[upgrade.address]
-                stored[upgrade.address] = upgrade.implementation
-            else:
+            if upgrade.address not in current:
                 continue
+            previous, current[upgrade.address] = current[upgrade.address], upgrade.implementation
+            if upgrade.address in rows:
+                rows[upgrade.address]["implementation"] = upgrade.implementation
+            self._upgraded[upgrade.address] = upgrade.implementation
             out.append({"chain_id": self.chain_id, "address": upgrade.address, "block_number": upgrade.block,
                         "log_index": upgrade.log_index, "implementation": upgrade.implementation,
                         "previous": previous})
@@ -226,8 +234,13 @@ class DeploymentStage:
             return (await conn.execute(select(deployments.c.skeleton_hash).where(and_(
                 deployments.c.chain_id == self.chain_id, deployments.c.address == impl)))).scalar()
 
-    @staticmethod
-    async def rollback(conn: AsyncConnection, chain_id: int, first_dropped: int) -> None:
+    async def rollback(self, conn: AsyncConnection, chain_id: int, first_dropped: int) -> None:
+        """Inside the rollback's transaction: restore proxies, delete the dropped deployments, retract their
+        findings, and forget what the dropped blocks taught the lineage about origins."""
+        self._pending.clear()
+        self._uncommitted.clear()
+        self._upgraded.clear()
+        self._origins.clear()  # a dropped factory's origin must not outlive it
         dropped_upgrades = await conn.execute(
             select(proxy_upgrades).where(and_(proxy_upgrades.c.chain_id == chain_id,
                                               proxy_upgrades.c.block_number >= first_dropped))
@@ -241,6 +254,7 @@ class DeploymentStage:
         await conn.execute(delete(deployments).where(
             and_(deployments.c.chain_id == chain_id, deployments.c.block_number >= first_dropped)
         ))
+        await self.linker.forget_sightings(conn, chain_id, first_dropped)
         for fp in await retract_findings(conn, chain_id, first_dropped):
             log.get("kamiyo.findings").warning("finding.retracted", fingerprint=fp, chain_id=chain_id,
                                                reason="reorg", first_dropped=first_dropped)

@@ -60,6 +60,13 @@ class Linker:
             await add_origins(conn, self.lineage)
         return len(admitted)
 
+    async def forget_sightings(self, conn: AsyncConnection, chain_id: int, first_dropped: int) -> None:
+        """After a rollback's deletes (same transaction): origins seen only in dropped blocks leave their
+        families, and the families that lost one get back the earliest sightings storage still holds."""
+        touched = self.lineage.drop_sightings(chain_id, first_dropped)
+        if touched:
+            await add_origins(conn, self.lineage, {m for root in touched for m in self.lineage.members(root)})
+
     def observe(self, code: bytes, chain_id: int | None, address: str, label: str | None = None) -> Observed:
         ident = identify(code)
         key, kind = ident.skeleton_hash, ident.classification

@@ -60,15 +60,18 @@ async def classes_since(engine: AsyncEngine, seq: int) -> list[tuple[int, ClassI
         return [(row.seq, _info(row)) for row in rows]
 
 
-async def add_origins(conn: AsyncConnection, lineage: Lineage) -> None:
-    """Every stored origin's earliest sighting into the lineage's families (adding one twice is harmless)."""
+async def add_origins(conn: AsyncConnection, lineage: Lineage, classes: set[str] | None = None) -> None:
+    """Every stored origin's earliest sighting into the lineage's families (adding one twice is harmless);
+    with `classes`, only for those."""
     first: dict[tuple[str, str], Sighting] = {}
     for key, origin, timestamp, chain_id, address, block, tx in await conn.execute(_origins_query()):
+        if classes is not None and key not in classes:
+            continue
         if key in lineage and origin and (key, origin) not in first:
             first[(key, origin)] = Sighting(float(timestamp or 0), origin, chain_id, address, block, tx, key)
     for key, label, ident in await conn.execute(select(known_code.c.skeleton_hash, known_code.c.label,
                                                        known_code.c.ident)):
-        if key in lineage:
+        if key in lineage and (classes is None or key in classes):
             first.setdefault((key, KNOWN_PREFIX + label), known_sighting(key, label, ident))
     for (key, _origin), sighting in first.items():
         lineage.add_sighting(key, sighting)

@@ -151,6 +151,17 @@ class Lineage:
         """The earliest sighting in the family of code from an origin other than `origin`."""
         return next((s for s in self._origins[self._groups.find(key)] if s.origin != origin), None)
 
+    def drop_sightings(self, chain_id: int, first_block: int) -> list[str]:
+        """Forget sightings from blocks a reorg dropped; returns a class of each family that lost one (the
+        caller re-adds what storage still holds for those families)."""
+        touched = []
+        for root, kept in self._origins.items():
+            keep = [s for s in kept if not (s.chain_id == chain_id and s.block is not None and s.block >= first_block)]
+            if len(keep) != len(kept):
+                self._origins[root] = keep
+                touched.append(root)
+        return touched
+
     def sightings(self, key: str) -> list[Sighting]:
         return list(self._origins[self._groups.find(key)])
 
