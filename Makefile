@@ -39,6 +39,8 @@ $(BENCH_INSTALLED): $(INSTALLED)
 bench: $(BENCH_INSTALLED) $(NODE_INSTALLED)
 	$(PY) bench/fingerprint.py
 	$(PY) bench/catchup.py
+	$(PY) bench/latency.py
+	$(PY) bench/memory.py
 
 clean:
 	rm -rf $(VENV) node_modules build *.egg-info out .cache
