@@ -124,9 +124,27 @@ class DaemonSettings(_Strict):
     shutdown_grace: Annotated[float, Field(gt=0, le=600)] = 10.0  # seconds to finish the open block on SIGTERM
 
 
+class MetricsSettings(_Strict):
+    listen: str  # "host:port" for Prometheus' /metrics
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError('expected "host:port", e.g. "127.0.0.1:9464"')
+        return listen
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class Settings(_Strict):
     storage: StorageSettings
     daemon: DaemonSettings = DaemonSettings()
+    metrics: MetricsSettings | None = None
     chains: list[ChainSettings] = []
 
     @model_validator(mode="after")

@@ -57,14 +57,17 @@ chain_id = 56
 rpc = ["http://ok:8545", "ftp://bad"]
 ws = ["http://not-ws"]
 start_block = -5
+
+[metrics]
+listen = "localhost"
 """)
     keys = [p.split(":", 1)[0] for p in problems]
     assert keys == [
-        "storage.url", "storage.colour", "chains[0].name", "chains[0].chain_id", "chains[0].rpc",
+        "storage.url", "storage.colour", "metrics.listen", "chains[0].name", "chains[0].chain_id", "chains[0].rpc",
         "chains[0].confirmations", "chains[1].rpc[1]", "chains[1].ws[0]", "chains[1].start_block",
     ]
     assert "unknown key" in problems[1]
-    assert "'safe' or 'finalized'" in problems[5]
+    assert "'safe' or 'finalized'" in problems[6] and "host:port" in problems[2]
 
 
 def test_missing_keys_and_bad_toml_are_named():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from .. import log
+from .. import log, metrics
 from .mappers import MalformedNodeAnswer
 from .rpc import RpcClient, RpcError, RpcResponseError
 
@@ -40,6 +40,7 @@ class DeploymentFinder:
         self.client = client
         self.chain_id = chain_id
         self.method: str | None = None
+        self.chain_name = chain_name or str(chain_id)
         self._probing = asyncio.Lock()
         self.log = log.get("kamiyo.deployments").bind(chain=chain_name or str(chain_id))
 
@@ -56,6 +57,7 @@ class DeploymentFinder:
             self.log.warning("deployments.no_traces", detail="neither trace_block nor debug_traceBlockByNumber: "
                              "contracts created inside transactions will be missed")
         self.log.info("deployments.source", method=self.method)
+        metrics.DEPLOYMENT_SOURCE.labels(self.chain_name, self.method).set(1)
         return self.method
 
     async def find(self, number: int) -> list[NewContract]:

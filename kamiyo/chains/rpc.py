@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from kamiyo import log
+from kamiyo import log, metrics
 from kamiyo.errors import InputError, KamiyoError
 
 _log = log.get("kamiyo.rpc")
@@ -265,6 +265,7 @@ class Endpoint:
 
     def count(self, err: RpcError) -> None:
         self.errors[err.kind] = self.errors.get(err.kind, 0) + 1
+        metrics.RPC_ERRORS.labels(self.label, err.kind).inc()
 
     def scrub(self, text: str) -> str:
         return scrub_url(self.url, text)

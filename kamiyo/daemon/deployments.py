@@ -14,7 +14,7 @@ from eth_hash.auto import keccak
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .. import log
+from .. import log, metrics
 from ..analyzers.bytecode.classify import PROXY_KINDS
 from ..chains.blocks import BlockRef
 from ..chains.deployments import DeploymentFinder, NewContract
@@ -151,10 +151,12 @@ class DeploymentStage:
             if self._upgraded.get(row["address"]) == row["implementation"]:
                 del self._upgraded[row["address"]]
         self.linker.committed(output.keys)
+        metrics.DEPLOYMENTS.labels(self.finder.chain_name).inc(output.deployments)
         for row in output.upgrades:
             self.log.info("proxy.upgraded", proxy=row["address"], implementation=row["implementation"],
                           previous=row["previous"], block=row["block_number"])
         for finding in output.created:
+            metrics.FINDINGS.labels(self.finder.chain_name, finding.kind).inc()
             self.log.info("finding.created", kind=finding.kind, severity=str(finding.severity),
                           fingerprint=finding.fingerprint, chain_id=finding.chain_id, subject=finding.subject,
                           block=finding.block, family=finding.evidence.get("family"))

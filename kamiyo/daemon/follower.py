@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import and_, delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .. import log
+from .. import log, metrics
 from ..chains.blocks import BlockRef
 from ..chains.source import EvmChainSource
 from ..errors import KamiyoError
@@ -64,6 +64,7 @@ class ChainFollower:
         group's last block, so a crash still resumes right after what is stored); at the head each block is its
         own. A reorg met on the way is rolled back and the new branch processed within the same step."""
         head = await self.source.head()
+        metrics.CHAIN_HEAD.labels(self.source.settings.name).set(head)
         committed = 0
         while (next_number := self.cursor[0] + 1 if self.cursor else 0) <= head and committed < STEP_BLOCKS:
             last = min(head, next_number + STEP_BLOCKS - committed - 1)
@@ -88,6 +89,9 @@ class ChainFollower:
 
     async def _commit(self, group: list[tuple[BlockRef, Write | None]]) -> int:
         await commit_blocks(self.engine, group, keep=self.source.settings.max_reorg_depth)
+        if group:
+            metrics.CHECKPOINT.labels(self.source.settings.name).set(group[-1][0].number)
+            metrics.BLOCKS.labels(self.source.settings.name).inc(len(group))
         if self.after_commit is not None:
             for block, _write in group:
                 self.after_commit(block)
@@ -118,6 +122,7 @@ class ChainFollower:
         dropped = self.cursor[0] - ours.number
         if dropped:
             await self._roll_back_to(ours)
+            metrics.REORGS.labels(self.source.settings.name).inc()
             self.log.warning("reorg.rolled_back", ancestor=ours.number, dropped=dropped, seen_at=first_mismatch.number)
             self.cursor = (ours.number, ours.hash)
         return dropped

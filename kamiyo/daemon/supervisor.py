@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from .. import log
+from .. import log, metrics
 from ..chains.heads import HeadSignal, WsHeadSubscription
 from ..chains.rpc import RpcClient
 from ..chains.source import ChainIdMismatch
@@ -87,6 +87,7 @@ async def _follow(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Ev
                 follower = build_pipeline(chain, client, engine, linker)
                 try:
                     await follower.start()
+                    metrics.CHAIN_UP.labels(chain.name).set(1)
                     while not stop.is_set():
                         heartbeats.beat(chain.name)
                         committed = await follower.step()
@@ -101,10 +102,12 @@ async def _follow(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Ev
                 finally:
                     await follower.close()  # prefetches in flight are cancelled, never left behind
         except FATAL as exc:
+            metrics.CHAIN_UP.labels(chain.name).set(0)
             clog.error("chain.stopped", error=str(exc))
             heartbeats.retire(chain.name)  # stopped for good: its silence must not hold back the watchdog
             return
         except (KamiyoError, OSError) as exc:
+            metrics.CHAIN_UP.labels(chain.name).set(0)
             clog.warning("chain.error", error=str(exc), retry_in=round(backoff, 2))
             await _sleep_unless_stopped(stop, backoff)
             heartbeats.beat(chain.name)  # backing off is slow, not hung
@@ -140,6 +143,7 @@ class Supervisor:
             await asyncio.gather(*tasks, return_exceptions=True)
         for name in names:
             self.heartbeats.retire(name)
+            metrics.CHAIN_UP.labels(name).set(0)
 
     async def apply(self, chains: list[ChainSettings]) -> dict[str, list[str]]:
         """Make the running set match `chains`: removed ones stop, changed ones restart, new ones start."""
@@ -194,8 +198,11 @@ async def run(settings: Settings, stop: asyncio.Event | None = None,
     dlog = log.get("kamiyo.daemon")
     engine = create_engine(settings.storage)
     notifier, heartbeats = SystemdNotifier(), Heartbeats()
+    exporter = None
     try:
         await upgrade(engine)
+        if settings.metrics is not None:
+            exporter = await metrics.serve(*settings.metrics.address)
         linker = await Linker.load(engine)
         supervisor = Supervisor(engine, linker, heartbeats, settings.daemon.shutdown_grace)
         await supervisor.apply(settings.chains)
@@ -219,6 +226,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None,
         for signum in handlers:
             loop.remove_signal_handler(signum)
         notifier.close()
+        if exporter is not None:
+            await exporter.cleanup()
         await engine.dispose()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import urllib.request
 import sqlite3
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from tests.support.anvil import anvil, require_anvil
+from tests.support.anvil import anvil, free_port, require_anvil
 
 
 @pytest.fixture(autouse=True)
@@ -32,9 +33,13 @@ def test_chains_are_followed_at_once_a_wrong_chain_id_is_refused_and_sigterm_exi
     with anvil(1001) as a, anvil(1002, block_time=1) as b, anvil(1003) as c:
         a.rpc("anvil_mine", [hex(40)])
         config = tmp_path / "kamiyo.toml"
+        metrics_port = free_port()
         config.write_text(f"""
 [storage]
 url = "sqlite:///{db}"
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
 
 [[chains]]
 name = "alpha"
@@ -71,6 +76,8 @@ start_block = 0
             while checkpoints(db).get(1001) != 45 and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert checkpoints(db).get(1001) == 45
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+                exposed = response.read().decode()
             daemon.send_signal(signal.SIGTERM)
             _, err = daemon.communicate(timeout=15)
         finally:
@@ -83,6 +90,10 @@ start_block = 0
     assert [e["chain"] for e in stopped] == ["gamma"] and "reports 1003" in stopped[0]["error"]
     assert events[-1]["event"] == "daemon.stopped"
     assert 9999 not in checkpoints(db)
+    # what the logs say, the metrics say too: the stopped chain is down, the others up and where they are
+    assert 'kamiyo_chain_up{chain="alpha"} 1.0' in exposed and 'kamiyo_chain_up{chain="gamma"} 0.0' in exposed
+    assert 'kamiyo_checkpoint_block{chain="alpha"} 45.0' in exposed
+    assert 'kamiyo_deployment_source{chain="alpha",method="trace_block"} 1.0' in exposed
 
 
 def test_a_second_daemon_on_the_same_database_refuses_to_start(tmp_path):

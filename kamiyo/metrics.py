@@ -1,0 +1,50 @@
+"""Prometheus metrics: one registry for the process, served at /metrics when `[metrics] listen` is configured.
+
+prometheus-client rather than our own counters: its exposition format, label handling and metric types are what
+every scraper expects. What a chain cannot do shows here as well as in the logs: a pipeline that is down, a node
+without traces (factory-made contracts are then missed), a reorg, an endpoint's errors by kind.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from .errors import KamiyoError
+
+REGISTRY = CollectorRegistry()
+
+CHAIN_UP = Gauge("kamiyo_chain_up", "1 while the chain's pipeline is following it, 0 while it is failing or stopped",
+                 ["chain"], registry=REGISTRY)
+CHAIN_HEAD = Gauge("kamiyo_chain_head", "The newest block the chain's pipeline may process (confirmations applied)",
+                   ["chain"], registry=REGISTRY)
+CHECKPOINT = Gauge("kamiyo_checkpoint_block", "The last block committed", ["chain"], registry=REGISTRY)
+BLOCKS = Counter("kamiyo_blocks_committed", "Blocks committed", ["chain"], registry=REGISTRY)
+DEPLOYMENTS = Counter("kamiyo_deployments", "Deployments stored", ["chain"], registry=REGISTRY)
+FINDINGS = Counter("kamiyo_findings", "Findings created (or made active again)", ["chain", "kind"],
+                   registry=REGISTRY)
+REORGS = Counter("kamiyo_reorgs", "Reorgs rolled back", ["chain"], registry=REGISTRY)
+DEPLOYMENT_SOURCE = Gauge(
+    "kamiyo_deployment_source",
+    "1 for how deployments are found: trace_block, debug_traceBlockByNumber, or receipts (top-level only)",
+    ["chain", "method"], registry=REGISTRY)
+RPC_ERRORS = Counter("kamiyo_rpc_errors", "RPC failures by endpoint (redacted) and kind", ["endpoint", "kind"],
+                     registry=REGISTRY)
+
+
+async def serve(host: str, port: int) -> web.AppRunner:
+    """Start the /metrics endpoint; the caller cleans the runner up."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise KamiyoError(f"[metrics] listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return runner
