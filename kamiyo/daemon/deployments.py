@@ -237,26 +237,32 @@ class DeploymentStage:
                 deployments.c.chain_id == self.chain_id, deployments.c.address == impl)))).scalar()
 
     async def rollback(self, conn: AsyncConnection, chain_id: int, first_dropped: int) -> None:
-        """Inside the rollback's transaction: restore proxies, delete the dropped deployments, retract their
-        findings, and forget what the dropped blocks taught the lineage about origins."""
+        """Inside the rollback's transaction: what storage holds of the dropped blocks goes, and so does what
+        they taught this stage and the lineage (a dropped factory's origin, a dropped deployment's sighting)."""
         self._pending.clear()
         self._uncommitted.clear()
         self._upgraded.clear()
-        self._origins.clear()  # a dropped factory's origin must not outlive it
-        dropped_upgrades = await conn.execute(
-            select(proxy_upgrades).where(and_(proxy_upgrades.c.chain_id == chain_id,
-                                              proxy_upgrades.c.block_number >= first_dropped))
-            .order_by(proxy_upgrades.c.block_number.desc(), proxy_upgrades.c.log_index.desc()))
-        for upgrade in dropped_upgrades.all():  # newest first: each restores what it replaced
-            await conn.execute(update(deployments).where(and_(
-                deployments.c.chain_id == chain_id, deployments.c.address == upgrade.address
-            )).values(implementation=upgrade.previous))
-        await conn.execute(delete(proxy_upgrades).where(and_(proxy_upgrades.c.chain_id == chain_id,
-                                                             proxy_upgrades.c.block_number >= first_dropped)))
-        await conn.execute(delete(deployments).where(
-            and_(deployments.c.chain_id == chain_id, deployments.c.block_number >= first_dropped)
-        ))
-        await self.linker.forget_sightings(conn, chain_id, first_dropped)
-        for fp in await retract_findings(conn, chain_id, first_dropped):
-            log.get("kamiyo.findings").warning("finding.retracted", fingerprint=fp, chain_id=chain_id,
-                                               reason="reorg", first_dropped=first_dropped)
+        self._origins.clear()
+        await roll_back_blocks(conn, self.linker, chain_id, first_dropped)
+
+
+async def roll_back_blocks(conn: AsyncConnection, linker: Linker, chain_id: int, first_dropped: int) -> None:
+    """Restore proxies to what they ran before the dropped blocks, delete the blocks' deployments, retract their
+    findings."""
+    dropped_upgrades = await conn.execute(
+        select(proxy_upgrades).where(and_(proxy_upgrades.c.chain_id == chain_id,
+                                          proxy_upgrades.c.block_number >= first_dropped))
+        .order_by(proxy_upgrades.c.block_number.desc(), proxy_upgrades.c.log_index.desc()))
+    for upgrade in dropped_upgrades.all():  # newest first: each restores what it replaced
+        await conn.execute(update(deployments).where(and_(
+            deployments.c.chain_id == chain_id, deployments.c.address == upgrade.address
+        )).values(implementation=upgrade.previous))
+    await conn.execute(delete(proxy_upgrades).where(and_(proxy_upgrades.c.chain_id == chain_id,
+                                                         proxy_upgrades.c.block_number >= first_dropped)))
+    await conn.execute(delete(deployments).where(
+        and_(deployments.c.chain_id == chain_id, deployments.c.block_number >= first_dropped)
+    ))
+    await linker.forget_sightings(conn, chain_id, first_dropped)
+    for fp in await retract_findings(conn, chain_id, first_dropped):
+        log.get("kamiyo.findings").warning("finding.retracted", fingerprint=fp, chain_id=chain_id,
+                                           reason="reorg", first_dropped=first_dropped)

@@ -2,7 +2,7 @@
 
 Real protocol code goes through the real linker (`Linker.observe`, `Linker.write`), deployment rows through the
 daemon's `deployment_row` and upserts, findings through `record_finding`, and a reorg through
-`DeploymentStage.rollback`. What is stored:
+`roll_back_blocks`. What is stored:
 
   eth (1)     Uniswap V2 pair A1 (team), an identical pair A2 (team), Uniswap's ERC-20 E1 (team),
               an EIP-1167 clone P1 of A1 (third)
@@ -27,7 +27,7 @@ from kamiyo.analyzers.bytecode.classify import PROXY_KINDS
 from kamiyo.analyzers.bytecode.lineage import Lineage
 from kamiyo.chains.deployments import NewContract
 from kamiyo.config import StorageSettings
-from kamiyo.daemon.deployments import DeploymentStage, deployment_row
+from kamiyo.daemon.deployments import deployment_row, roll_back_blocks
 from kamiyo.daemon.linking import FORK_DETECTED, Linker
 from kamiyo.findings import Finding, FindingType, Severity, fingerprint
 from kamiyo.storage.engine import create_engine
@@ -123,7 +123,7 @@ async def build(folder: Path) -> World:
                     world.findings[name] = finding.fingerprint
             linker.committed({seen.key})
         async with engine.begin() as conn:  # a reorg on bsc takes blocks 900 and up back
-            await DeploymentStage.rollback(conn, BSC, 900)
+            await roll_back_blocks(conn, linker, BSC, 900)
     finally:
         await engine.dispose()
     world.lineage = linker.lineage
