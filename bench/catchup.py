@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import datetime as dt
 import gzip
 import http.client
 import io
 import json
 import logging
 import os
-import platform
 import pstats
 import random
 import sys
@@ -43,13 +41,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # for tests.support.anvil: the one place that knows how anvil is started
+# The repo, for bench.common and tests.support.anvil (the one place that knows how anvil is started).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import DEFAULT_DATA, REPO, append_section, machine, print_table  # noqa: E402
 from tests.support.anvil import anvil  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "bytecode"
-BENCHMARKS = REPO / "BENCHMARKS.md"
 CHAIN_ID = 31337
 TARGET_RATE = 200  # blocks/s over >= 2,000 blocks of ~20 transactions and ~2 deployments each (the issue)
 RPS = 100_000  # the client's request budget: far above what is reached, so the budget is not what is measured
@@ -314,17 +311,6 @@ def profile_run(url: str, head: int, workdir: Path, top: int) -> str:
 # ----------------------------------------------------------------------------------------------- report
 
 
-def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "cores": os.cpu_count(),
-            "python": platform.python_version(), "cpu": cpu, "load": os.getloadavg()[0]}
-
-
 def summarize(chain: dict, base: dict, runs: list[dict], code: str) -> list[tuple[str, str]]:
     product = runs[len(runs) // 2]
     ratio = product["rate"] / base["rate"]
@@ -356,25 +342,6 @@ def summarize(chain: dict, base: dict, runs: list[dict], code: str) -> list[tupl
         (f"target ≥ {TARGET_RATE} blocks/s over ≥ 2,000 blocks", "met" if product["rate"] >= TARGET_RATE
          and chain["blocks"] >= 2000 else "NOT met"),
     ]
-
-
-def print_table(info: dict, lines: list[tuple[str, str]]) -> None:
-    print(f"\ncatch-up benchmark — {info['date']}, {info['cores']} cores, {info['cpu']}, Python {info['python']}, "
-          f"load {info['load']:.2f} at start")
-    width = max(len(k) for k, _ in lines)
-    for key, value in lines:
-        print(f"  {key:<{width}}  {value}")
-
-
-def append_markdown(info: dict, lines: list[tuple[str, str]]) -> None:
-    with open(BENCHMARKS, "a") as fh:
-        fh.write(f"\n## catchup — {info['date']}\n\n")
-        fh.write(f"{info['cores']} cores, {info['cpu']}, Python {info['python']}; 1-minute load average "
-                 f"{info['load']:.2f} at start; anvil from node_modules, SQLite in a temp dir. Reproduce: "
-                 "`make bench` or `.venv/bin/python bench/catchup.py`.\n\n")
-        fh.write("| measure | value |\n| --- | --- |\n")
-        for key, value in lines:
-            fh.write(f"| {key} | {value.replace('|', '/')} |\n")
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -424,12 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         profile = profile_run(node.http, chain["head"], Path(tmp), args.profile) if args.profile else ""
     runs.sort(key=lambda r: r["rate"])
     lines = summarize(chain, base, runs, args.code)
-    print_table(info, lines)
+    print_table("catch-up", info, lines)
     if profile:
         print(f"\ncProfile of one catch-up (top {args.profile}):\n{profile}")
     if not args.no_append:
-        append_markdown(info, lines)
-        print(f"\nappended to {BENCHMARKS.relative_to(REPO)}")
+        append_section("catchup", info, lines, "anvil from node_modules, SQLite in a temp dir. Reproduce: "
+                       "`make bench` or `.venv/bin/python bench/catchup.py`.")
     return 0
 
 

@@ -16,12 +16,9 @@ not change anything but BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gzip
 import json
 import logging
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -30,9 +27,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "bytecode"
-BENCHMARKS = REPO / "BENCHMARKS.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, for bench.common
+
+from bench.common import DEFAULT_DATA, append_section, machine, print_table  # noqa: E402
+
 TARGET_RATE = 3000  # contracts/s, one core, end to end
 TARGET_RATIO = 30  # × the baseline's contracts/s
 NGRAM, NUM_PERM = 5, 256
@@ -284,22 +282,6 @@ def run_worker(data: Path, mode: str, processes: int = 1) -> dict:
 # --------------------------------------------------------------------------------------------- report
 
 
-def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "load": os.getloadavg()[0],  # other work on the machine skews every figure here; say so
-    }
-
-
 def summarize(base: dict, serial: dict, parallel: dict) -> list[tuple[str, str]]:
     rate = serial["contracts"] / serial["seconds"]
     ratio = rate / base["rate"]
@@ -331,25 +313,6 @@ def summarize(base: dict, serial: dict, parallel: dict) -> list[tuple[str, str]]
         (f"target ≥ {TARGET_RATE:,} contracts/s, 1 core", "met" if rate >= TARGET_RATE else "NOT met"),
         (f"target ≥ {TARGET_RATIO}× baseline", "met" if ratio >= TARGET_RATIO else "NOT met"),
     ]
-
-
-def print_table(info: dict, lines: list[tuple[str, str]]) -> None:
-    print(f"\nfingerprint benchmark — {info['date']}, {info['cores']} cores, {info['cpu']}, Python {info['python']}, load {info['load']:.2f} at start")
-    width = max(len(k) for k, _ in lines)
-    for key, value in lines:
-        print(f"  {key:<{width}}  {value}")
-
-
-def append_markdown(info: dict, lines: list[tuple[str, str]], data: Path) -> None:
-    fresh = not BENCHMARKS.exists() or BENCHMARKS.stat().st_size == 0
-    with open(BENCHMARKS, "a") as fh:
-        if fresh:
-            fh.write(HEADER)
-        fh.write(f"\n## fingerprint — {info['date']}\n\n")
-        fh.write(f"{info['cores']} cores, {info['cpu']}, Python {info['python']}; 1-minute load average {info['load']:.2f} at start; corpus `{data.name}/*.jsonl.gz`.\n\n")
-        fh.write("| measure | value |\n| --- | --- |\n")
-        for key, value in lines:
-            fh.write(f"| {key} | {value.replace('|', '/')} |\n")
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -386,10 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     serial["repeat"] = len(runs)
     parallel = run_worker(data, "parallel", args.processes)
     lines = summarize(base, serial, parallel)
-    print_table(info, lines)
+    print_table("fingerprint", info, lines)
     if not args.no_append:
-        append_markdown(info, lines, data)
-        print(f"\nappended to {BENCHMARKS.relative_to(REPO)}")
+        append_section("fingerprint", info, lines, f"corpus `{data.name}/*.jsonl.gz`.", header=HEADER)
     return 0
 
 

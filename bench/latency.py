@@ -35,10 +35,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
-import platform
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -50,14 +47,14 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests.support: the one place that knows how anvil is started and code is wrapped
+# The repo, for bench.common and tests.support (the one place that knows how anvil is started and code is wrapped).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import REPO, append_section, checkpoint, machine, print_table, stop_daemon  # noqa: E402
 from tests.support import npm_artifacts  # noqa: E402
 from tests.support.anvil import anvil  # noqa: E402
 from tests.support.contracts import minimal_proxy_runtime, runtime_deployer  # noqa: E402
 
-BENCHMARKS = REPO / "BENCHMARKS.md"
 CHAIN_ID = 31337
 TARGET_P99_MS = 300
 RPS = 100_000  # the request budget: far above what is reached, so it is not what is measured
@@ -178,15 +175,6 @@ def config_text(db: Path, node, mode: str) -> str:
             f'requests_per_second = {RPS}\n')
 
 
-def checkpoint(db: Path) -> int | None:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-            row = con.execute("SELECT number FROM checkpoints WHERE chain_id = ?", (CHAIN_ID,)).fetchone()
-    except sqlite3.OperationalError:
-        return None
-    return row[0] if row else None
-
-
 def epoch(text: str) -> float:
     """A structlog ISO timestamp or an SQLite DateTime string (UTC, naive) as epoch seconds."""
     when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -216,7 +204,7 @@ async def run_mode(mode: str, plan: Plan, warmup: int, work: Path) -> Run:
                 daemon = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log_file)
             try:
                 deadline = time.monotonic() + 60
-                while (checkpoint(db) or -1) < int(receipt["blockNumber"], 16):
+                while (checkpoint(db, CHAIN_ID) or -1) < int(receipt["blockNumber"], 16):
                     if daemon.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(f"{mode}: the daemon did not catch up to the original: "
                                            f"{log_path.read_text()[-2000:]}")
@@ -236,16 +224,11 @@ async def run_mode(mode: str, plan: Plan, warmup: int, work: Path) -> Run:
                           file=sys.stderr)
                 last = max(d["block"] for d in out.deployments)
                 deadline = time.monotonic() + SETTLE_S
-                while (checkpoint(db) or -1) < last and time.monotonic() < deadline:
+                while (checkpoint(db, CHAIN_ID) or -1) < last and time.monotonic() < deadline:
                     await asyncio.sleep(0.2)
                 await asyncio.sleep(0.5)
             finally:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait()
+                stop_daemon(daemon, timeout=30)
     read_results(out, db, log_path, spans_path if mode == "traced" else None)
     return out
 
@@ -437,19 +420,6 @@ def _union(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def machine() -> dict:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "kamiyo"], cwd=REPO, capture_output=True, text=True)
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "cores": os.cpu_count(),
-            "cpu": cpu, "python": platform.python_version(), "load": os.getloadavg()[0],
-            "code": f"{head.stdout.strip()} + {len(dirty.stdout.splitlines())} uncommitted file(s) under kamiyo/"}
-
-
 def ms(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
 
@@ -481,26 +451,6 @@ def lines_for(ws: dict, poll: dict, traced: dict | None, parts: dict | None, cou
          else "NOT met"),
     ]
     return out
-
-
-def print_table(info: dict, lines: list[tuple[str, str]]) -> None:
-    print(f"\nlatency benchmark — {info['date']}, {info['cores']} cores, {info['cpu']}, Python {info['python']}, "
-          f"load {info['load']:.2f} at start, code {info['code']}")
-    width = max(len(k) for k, _ in lines)
-    for key, value in lines:
-        print(f"  {key:<{width}}  {value}")
-
-
-def append_markdown(info: dict, lines: list[tuple[str, str]]) -> None:
-    with open(BENCHMARKS, "a") as fh:
-        fh.write(f"\n## latency — {info['date']}\n\n")
-        fh.write(f"{info['cores']} cores, {info['cpu']}, Python {info['python']}; 1-minute load average "
-                 f"{info['load']:.2f} at start; code {info['code']}; anvil from node_modules (block_time 1), "
-                 "SQLite in a temp dir, the daemon as `python -m kamiyo.cli run`. Reproduce: "
-                 "`.venv/bin/python bench/latency.py`.\n\n")
-        fh.write("| measure | value |\n| --- | --- |\n")
-        for key, value in lines:
-            fh.write(f"| {key} | {value.replace('|', '/')} |\n")
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -540,14 +490,15 @@ def main(argv: list[str] | None = None) -> int:
     traced = summary(results["traced"]) if "traced" in results else None
     parts = breakdown(results["traced"]) if "traced" in results else None
     lines = lines_for(ws, poll, traced, parts, args.deployments)
-    print_table(info, lines)
+    print_table("latency", info, lines, code=True)
     if parts:
         print("\n  traced breakdown (ms; p50, p95, deployments with that part):")
         for key, (p50, p95, n) in parts["parts"].items():
             print(f"    {key:<44} {ms(p50):>8} {ms(p95):>8}  {n}")
     if not args.no_append:
-        append_markdown(info, lines)
-        print(f"\nappended to {BENCHMARKS.relative_to(REPO)}")
+        append_section("latency", info, lines, f"code {info['code']}; anvil from node_modules (block_time 1), SQLite "
+                       "in a temp dir, the daemon as `python -m kamiyo.cli run`. Reproduce: "
+                       "`.venv/bin/python bench/latency.py`.")
     return 0 if not ws["missing"] else 1
 
 

@@ -30,15 +30,11 @@ live in a temp dir).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gzip
 import http.client
 import json
-import os
-import platform
 import random
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -48,14 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests.support: the one place that knows how anvil is started and code is wrapped
+# The repo, for bench.common and tests.support (the one place that knows how anvil is started and code is wrapped).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import DEFAULT_DATA, REPO, append_section, checkpoint, machine, print_table, stop_daemon  # noqa: E402
 from tests.support.anvil import anvil  # noqa: E402
 from tests.support.contracts import runtime_deployer, word  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "bytecode"
-BENCHMARKS = REPO / "BENCHMARKS.md"
 CHAIN_ID = 31337
 RPS = 100_000  # the request budget: far above what is reached, so it is not what is measured
 MIN_DEPLOYMENTS = 100_000
@@ -220,15 +215,6 @@ def status(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def checkpoint(db: Path) -> int | None:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-            row = con.execute("SELECT number FROM checkpoints WHERE chain_id = ?", (CHAIN_ID,)).fetchone()
-    except sqlite3.OperationalError:
-        return None
-    return row[0] if row else None
-
-
 def logged(path: Path, event: str) -> bool:
     return any(f'"event": "{event}"' in line for line in path.read_text().splitlines())
 
@@ -246,15 +232,6 @@ def start_daemon(config: Path, log_path: Path) -> subprocess.Popen:
     with open(log_path, "w") as log_file:
         return subprocess.Popen([sys.executable, "-m", "kamiyo.cli", "run", "--config", str(config)], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=log_file)
-
-
-def stop_daemon(daemon: subprocess.Popen) -> None:
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        daemon.wait()
 
 
 def wait_started(daemon: subprocess.Popen, log_path: Path, timeout: float = 60) -> float:
@@ -280,7 +257,7 @@ def catch_up(daemon: subprocess.Popen, db: Path, log_path: Path, chain: Chain) -
         time.sleep(SAMPLE_S)
         if daemon.poll() is not None:
             raise RuntimeError(f"the daemon exited with {daemon.returncode}: {log_path.read_text()[-3000:]}")
-        block = checkpoint(db)
+        block = checkpoint(db, CHAIN_ID)
         rss, hwm = status(daemon.pid)
         s = Sample(time.monotonic() - t0, rss, hwm, block, chain.cumulative.get(block, 0) if block else 0)
         samples.append(s)
@@ -303,7 +280,7 @@ def restart_rss(config: Path, log_path: Path) -> tuple[float, float, float]:
         time.sleep(3)
         rss, hwm = status(daemon.pid)
     finally:
-        stop_daemon(daemon)
+        stop_daemon(daemon, timeout=60)
     return start_s, rss, hwm
 
 
@@ -337,19 +314,6 @@ def db_bytes(db: Path) -> dict[str, int]:
 
 
 # -------------------------------------------------------------------------------------------- the figures
-
-
-def machine() -> dict:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "kamiyo"], cwd=REPO, capture_output=True, text=True)
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "cores": os.cpu_count(),
-            "cpu": cpu, "python": platform.python_version(), "load": os.getloadavg()[0],
-            "code": f"{head.stdout.strip()} + {len(dirty.stdout.splitlines())} uncommitted file(s) under kamiyo/"}
 
 
 def at_milestone(samples: list[Sample], count: int) -> Sample | None:
@@ -398,32 +362,16 @@ def summarize(chain: Chain, anvil_mib: float, samples: list[Sample], start_s: fl
     ]
 
 
-def print_table(info: dict, lines: list[tuple[str, str]]) -> None:
-    print(f"\nmemory benchmark — {info['date']}, {info['cores']} cores, {info['cpu']}, Python {info['python']}, "
-          f"load {info['load']:.2f} at start, code {info['code']}")
-    width = max(len(k) for k, _ in lines)
-    for key, value in lines:
-        print(f"  {key:<{width}}  {value}")
-
-
-def append_markdown(info: dict, lines: list[tuple[str, str]], samples: list[Sample]) -> None:
-    with open(BENCHMARKS, "a") as fh:
-        fh.write(f"\n## memory — {info['date']}\n\n")
-        fh.write(f"{info['cores']} cores, {info['cpu']}, Python {info['python']}; 1-minute load average "
-                 f"{info['load']:.2f} at start; code {info['code']}; anvil from node_modules, SQLite in a temp dir, "
-                 "the daemon as `python -m kamiyo.cli run` catching up from block 0. Reproduce: "
-                 "`.venv/bin/python bench/memory.py`.\n\n")
-        fh.write("| measure | value |\n| --- | --- |\n")
-        for key, value in lines:
-            fh.write(f"| {key} | {value.replace('|', '/')} |\n")
-        step = max(1, len(samples) // 12)
-        picked = samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
-        shown = "every sample" if step == 1 else f"every {step}th sample"
-        fh.write(f"\nRSS while catching up (sampled every second; {shown} shown):\n\n"
-                 "| s | checkpoint | ingested | VmRSS MiB | VmHWM MiB |\n| ---: | ---: | ---: | ---: | ---: |\n")
-        for s in picked:
-            fh.write(f"| {s.t:.0f} | {s.block if s.block is not None else '-'} | {s.ingested:,} | {s.rss:,.0f} | "
-                     f"{s.hwm:,.0f} |\n")
+def samples_table(samples: list[Sample]) -> str:
+    """About a dozen of the samples, evenly spaced, the last always among them, as a markdown table."""
+    step = max(1, len(samples) // 12)
+    picked = samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
+    shown = "every sample" if step == 1 else f"every {step}th sample"
+    rows = [f"| {s.t:.0f} | {s.block if s.block is not None else '-'} | {s.ingested:,} | {s.rss:,.0f} | "
+            f"{s.hwm:,.0f} |\n" for s in picked]
+    return (f"RSS while catching up (sampled every second; {shown} shown):\n\n"
+            "| s | checkpoint | ingested | VmRSS MiB | VmHWM MiB |\n| ---: | ---: | ---: | ---: | ---: |\n"
+            + "".join(rows))
 
 
 def df_used() -> str:
@@ -476,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             samples, start_s, catchup_s = catch_up(daemon, db, work / "run.log", chain)
         finally:
-            stop_daemon(daemon)
+            stop_daemon(daemon, timeout=60)
         problems = [line for line in (work / "run.log").read_text().splitlines()
                     if '"level": "error"' in line or '"level": "warning"' in line or not line.startswith("{")]
         for line in problems[:5]:
@@ -492,14 +440,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     lines = summarize(chain, anvil_mib, samples, start_s, catchup_s, restart, counts, size,
                       (disk_before, disk_after), args.clones_per_block, at_head)
-    print_table(info, lines)
+    print_table("memory", info, lines, code=True)
     if counts["deployments"] < MIN_DEPLOYMENTS:
         print(f"memory bench: FAILED: {counts['deployments']:,} deployments in the database, fewer than "
               f"{MIN_DEPLOYMENTS:,}", file=sys.stderr)
         return 1
     if not args.no_append:
-        append_markdown(info, lines, samples)
-        print(f"\nappended to {BENCHMARKS.relative_to(REPO)}")
+        append_section("memory", info, lines, f"code {info['code']}; anvil from node_modules, SQLite in a temp dir, "
+                       "the daemon as `python -m kamiyo.cli run` catching up from block 0. Reproduce: "
+                       "`.venv/bin/python bench/memory.py`.", notes=samples_table(samples))
     return 0
 
 

@@ -29,7 +29,7 @@ from kamiyo.storage.engine import create_engine
 from kamiyo.storage.migrations import upgrade
 from kamiyo.storage.schema import deployments, proxy_upgrades
 from tests.support import npm_artifacts
-from tests.support.anvil import AnvilNode, anvil, require_anvil
+from tests.support.anvil import AnvilNode, anvil_fixture
 from tests.support.contracts import creation_code, deploy, runtime_deployer, send, word
 
 pytestmark = pytest.mark.npm
@@ -38,12 +38,7 @@ CHAIN, CHAIN_ID = "local", 31337
 UPGRADE_TO = "3659cfe6"  # upgradeTo(address)
 OZ = "@openzeppelin/contracts"
 
-
-@pytest.fixture
-def node():
-    require_anvil()
-    with anvil(CHAIN_ID) as running:
-        yield running
+node = anvil_fixture(CHAIN_ID)
 
 
 @pytest.fixture

@@ -23,19 +23,14 @@ from kamiyo.storage.engine import create_engine
 from kamiyo.storage.migrations import upgrade
 from kamiyo.storage.schema import code_classes, deployments, findings
 from tests.support import npm_artifacts
-from tests.support.anvil import anvil, require_anvil
+from tests.support.anvil import anvil_fixture
 from tests.support.contracts import creation_code, send, word
 
 pytestmark = pytest.mark.npm
 
 CHAIN_ID = 31337
 
-
-@pytest.fixture
-def node():
-    require_anvil()
-    with anvil(CHAIN_ID) as running:
-        yield running
+node = anvil_fixture(CHAIN_ID)
 
 
 def head(node) -> int:

@@ -100,6 +100,20 @@ def anvil(chain_id: int, block_time: float | None = None, extra: list[str] | Non
         shutil.rmtree(cache, ignore_errors=True)
 
 
+def anvil_fixture(chain_id: int):
+    """A pytest fixture giving each test its own fresh anvil with `chain_id`, or skipping it when there is no
+    anvil binary. A test module binds it by name: `node = anvil_fixture(31337)`."""
+    import pytest
+
+    @pytest.fixture
+    def node() -> Iterator[AnvilNode]:
+        require_anvil()
+        with anvil(chain_id) as running:
+            yield running
+
+    return node
+
+
 @contextlib.contextmanager
 def _started(binary: Path, chain_id: int, block_time: float | None, extra: list[str] | None,
              cache: str) -> Iterator[AnvilNode]:
