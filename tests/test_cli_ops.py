@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 
 import pytest
 
@@ -16,21 +15,16 @@ from kamiyo.storage.migrations import upgrade
 from tests.support import npm_artifacts
 from tests.support.anvil import anvil, require_anvil
 from tests.support.contracts import create_pair, creation_code, deploy, word
+from tests.support.daemon import chain_toml, db_rows, storage_toml
 
 pytestmark = pytest.mark.npm
 TOKENS = ["0x" + f"{n:02x}" * 20 for n in (0x11, 0x22, 0x33)]
 
 
-def rows(db, query: str) -> list[tuple]:
-    with sqlite3.connect(db) as con:
-        return con.execute(query).fetchall()
-
-
 def write_config(tmp_path, node, **chain) -> str:
-    extra = "".join(f"{k} = {v}\n" for k, v in chain.items())
-    path = tmp_path / "k.toml"
-    path.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "k.db"}"\n\n[[chains]]\nname = "cake"\n'
-                    f'chain_id = {node.chain_id}\nrpc = ["{node.http}"]\nrequests_per_second = 5000\n{extra}')
+    path = tmp_path / "k.toml"  # the daemon's start_block and poll_interval unless `chain` gives them
+    path.write_text(storage_toml(tmp_path / "k.db")
+                    + chain_toml("cake", node, **({"start_block": None, "poll_interval": None} | chain)))
     return str(path)
 
 
@@ -57,15 +51,16 @@ def test_imported_known_code_makes_a_later_copy_a_fork_of_it_and_backfill_leaves
         assert main(["index", "import", "--config", config, "--label", "uniswap-v2",
                      "--input", str(codes["uni-pair"])]) == 0  # again: nothing new
         assert "0 new classes" in capsys.readouterr().out
-        assert rows(db, "SELECT label, count(*) FROM known_code GROUP BY label") == [("uniswap-v2", 2)]
+        assert db_rows(db, "SELECT label, count(*) FROM known_code GROUP BY label") == [("uniswap-v2", 2)]
 
         factory = deploy(node, other, codes["cake-factory"], word(other))
         pairs = [create_pair(node, other, factory, TOKENS[0], t) for t in TOKENS[1:]]
         head = int(node.rpc("eth_blockNumber"), 16)
         assert main(["backfill", "--config", config, "--chain", "cake", "--from", "0", "--to", str(head)]) == 0
         assert f"{head + 1} blocks, 3 deployments, 2 new findings" in capsys.readouterr().out
-        assert rows(db, "SELECT count(*) FROM checkpoints") == [(0,)]  # a backfill is not the follower
-        findings = {s: (sev, json.loads(e)) for s, sev, e in rows(db, "SELECT subject, severity, evidence FROM findings")}
+        assert db_rows(db, "SELECT count(*) FROM checkpoints") == [(0,)]  # a backfill is not the follower
+        findings = {s: (sev, json.loads(e))
+                    for s, sev, e in db_rows(db, "SELECT subject, severity, evidence FROM findings")}
         assert set(findings) == {factory, pairs[0]}  # the PancakeSwap fork of known Uniswap code, once per class
         severity, evidence = findings[pairs[0]]
         assert severity == "low" and evidence["known_code"] == ["uniswap-v2"]
@@ -73,7 +68,7 @@ def test_imported_known_code_makes_a_later_copy_a_fork_of_it_and_backfill_leaves
 
         assert main(["backfill", "--config", config, "--chain", "cake", "--from", "0", "--to", str(head)]) == 0
         assert "0 new findings" in capsys.readouterr().out  # running it again stores nothing twice
-        assert rows(db, "SELECT count(*) FROM deployments") == [(3,)]
+        assert db_rows(db, "SELECT count(*) FROM deployments") == [(3,)]
 
         assert main(["backfill", "--config", config, "--chain", "cake", "--from", "0", "--to", str(head + 5)]) == 2
         assert "beyond the confirmed head 3 of chain 'cake'" in capsys.readouterr().err
@@ -91,7 +86,7 @@ def test_a_running_daemon_takes_in_imported_code_at_reload(tmp_path, codes):
         with anvil(1002) as node:  # another process imports meanwhile
             assert main(["index", "import", "--config", write_config(tmp_path, node), "--label", "uniswap-v2",
                          "--input", str(codes["uni-pair"])]) == 0
-        (pair_key,) = rows(tmp_path / "k.db", "SELECT skeleton_hash FROM known_code")[0]
+        (pair_key,) = db_rows(tmp_path / "k.db", "SELECT skeleton_hash FROM known_code")[0]
         assert pair_key not in daemon_side.lineage
         assert loop.run_until_complete(daemon_side.refresh(engine)) == 1
         assert pair_key in daemon_side.lineage
@@ -104,12 +99,12 @@ def test_a_running_daemon_takes_in_imported_code_at_reload(tmp_path, codes):
 
 def test_db_backup_copies_a_consistent_database_and_refuses_to_overwrite(tmp_path, capsys):
     config = tmp_path / "k.toml"
-    config.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "k.db"}"\n')
+    config.write_text(storage_toml(tmp_path / "k.db"))
     assert main(["db", "upgrade", "--config", str(config)]) == 0
     assert main(["db", "backup", "--config", str(config), str(tmp_path / "copy.db")]) == 0
     assert "pages" in capsys.readouterr().out
-    assert rows(tmp_path / "copy.db", "PRAGMA integrity_check") == [("ok",)]
-    assert {t for (t,) in rows(tmp_path / "copy.db", "SELECT name FROM sqlite_master WHERE type = 'table'")} >= {
+    assert db_rows(tmp_path / "copy.db", "PRAGMA integrity_check") == [("ok",)]
+    assert {t for (t,) in db_rows(tmp_path / "copy.db", "SELECT name FROM sqlite_master WHERE type = 'table'")} >= {
         "checkpoints", "deployments", "code_classes", "findings"}
     assert main(["db", "backup", "--config", str(config), str(tmp_path / "copy.db")]) == 2
     err = capsys.readouterr().err

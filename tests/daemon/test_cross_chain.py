@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -20,38 +15,13 @@ from kamiyo.storage.lineage import load_lineage
 from tests.support import npm_artifacts
 from tests.support.anvil import anvil, require_anvil
 from tests.support.contracts import clone_factory_creation, create_pair, creation_code, deploy, make_clone, word
+from tests.support.daemon import chain_toml, db_rows, log_events, running_daemon, storage_toml, wait_checkpoints
 
 pytestmark = pytest.mark.npm
 
 
-def rows(db, query: str) -> list[tuple]:
-    with sqlite3.connect(db) as con:
-        return con.execute(query).fetchall()
-
-
-def wait_checkpoints(db, want: dict[int, int], timeout: float = 60) -> None:
-    deadline, seen = time.monotonic() + timeout, {}
-    while time.monotonic() < deadline:
-        try:
-            seen = dict(rows(db, "SELECT chain_id, number FROM checkpoints"))
-        except sqlite3.OperationalError:
-            seen = {}
-        if all(seen.get(k, -1) >= v for k, v in want.items()):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"checkpoints {seen} did not reach {want}")
-
-
 def head(node) -> int:
     return int(node.rpc("eth_blockNumber"), 16)
-
-
-def config_text(db, nodes) -> str:
-    text = f'[storage]\nurl = "sqlite:///{db}"\n'
-    for name, node in nodes.items():
-        text += (f'\n[[chains]]\nname = "{name}"\nchain_id = {node.chain_id}\nrpc = ["{node.http}"]\n'
-                 f'start_block = 0\npoll_interval = 0.1\nrequests_per_second = 5000\n')
-    return text
 
 
 def test_forks_are_linked_across_three_chains_and_only_third_party_copies_are_findings(tmp_path):
@@ -74,22 +44,18 @@ def test_forks_are_linked_across_three_chains_and_only_third_party_copies_are_fi
         clone_factory = deploy(clones, third, clone_factory_creation(impl))
         made = [make_clone(clones, other, clone_factory) for _ in range(4)]
         config = tmp_path / "kamiyo.toml"
-        config.write_text(config_text(db, {"uni": uni, "cake": cake, "clones": clones}))
-        daemon = subprocess.Popen([sys.executable, "-m", "kamiyo.cli", "run", "--config", str(config)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            wait_checkpoints(db, {1001: head(uni), 1003: head(clones)})
+        config.write_text(storage_toml(db) + chain_toml("uni", uni) + chain_toml("cake", cake)
+                          + chain_toml("clones", clones))
+        with running_daemon(config) as daemon:
+            wait_checkpoints(db, {1001: head(uni), 1003: head(clones)}, timeout=60)
             # chain 1002, while the daemon runs: another team deploys the PancakeSwap fork and its pairs
             factory_b = deploy(cake, other, cake_factory, word(other))
             pairs_b = [create_pair(cake, other, factory_b, tokens[0], t) for t in tokens[1:]]
-            wait_checkpoints(db, {1002: head(cake)})
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            _, err = daemon.communicate(timeout=30)
-    assert daemon.returncode == 0, err[-3000:]
+            wait_checkpoints(db, {1002: head(cake)}, timeout=60)
+    assert daemon.returncode == 0, daemon.stderr_text[-3000:]
 
     stored = {(c, a): (k, s, o) for c, a, k, s, o in
-              rows(db, "SELECT chain_id, address, kind, skeleton_hash, origin FROM deployments")}
+              db_rows(db, "SELECT chain_id, address, kind, skeleton_hash, origin FROM deployments")}
     expected = ({(1001, a) for a in [factory_a, *pairs_a]} | {(1002, a) for a in [factory_b, *pairs_b]}
                 | {(1003, a) for a in [impl, clone_factory, *made]})
     assert set(stored) == expected  # every deployment, top-level and factory-made, on all three chains
@@ -106,7 +72,7 @@ def test_forks_are_linked_across_three_chains_and_only_third_party_copies_are_fi
     assert family(1002, factory_b) == family(1001, factory_a)
     assert family(1001, pairs_a[0]) != family(1001, factory_a)  # a factory is not its product
 
-    findings = rows(db, "SELECT kind, chain_id, subject, status, evidence FROM findings")
+    findings = db_rows(db, "SELECT kind, chain_id, subject, status, evidence FROM findings")
     by_subject = {(c, s): json.loads(e) for _, c, s, _, e in findings}
     # the third party's copies: the fork of the factory, and one finding for all the pairs it makes
     assert set(by_subject) == {(1002, factory_b), (1002, pairs_b[0])}, findings
@@ -114,7 +80,7 @@ def test_forks_are_linked_across_three_chains_and_only_third_party_copies_are_fi
     evidence = by_subject[(1002, pairs_b[0])]
     assert evidence["origin"] == other and evidence["other_origin"] == team
     assert evidence["related"][0]["chain_id"] == 1001 and evidence["related"][0]["relation"] in ("fork", "clone")
-    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    logged = log_events(daemon.stderr_text)
     created = sorted(e["subject"] for e in logged if e["event"] == "finding.created")
     assert created == sorted([factory_b, pairs_b[0]])
 

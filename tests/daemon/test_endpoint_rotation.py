@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import signal
-import sqlite3
-import sys
+import subprocess
 
 import pytest
 from aiohttp import web
 
 from tests.support.anvil import anvil, free_port, require_anvil
+from tests.support.daemon import chain_toml, log_events, running_daemon_async, storage_toml, wait_checkpoint_async
 
 
 class BadEndpoint:
@@ -34,15 +31,6 @@ class BadEndpoint:
         return web.json_response(errors if isinstance(body, list) else errors[0])
 
 
-def checkpoint(db) -> int:
-    try:
-        with sqlite3.connect(db) as con:
-            rows = con.execute("SELECT number FROM checkpoints").fetchall()
-    except sqlite3.OperationalError:
-        return -1
-    return rows[0][0] if rows else -1
-
-
 @pytest.mark.parametrize("mode", ["429", "503", "rpc-error", "dead"])
 async def test_a_failing_first_endpoint_is_rotated_away_from_and_the_chain_progresses(tmp_path, mode):
     require_anvil()
@@ -59,25 +47,15 @@ async def test_a_failing_first_endpoint_is_rotated_away_from_and_the_chain_progr
         with anvil(1001) as node:
             node.rpc("anvil_mine", ["0x30"])
             (tmp_path / "k.toml").write_text(
-                f'[storage]\nurl = "sqlite:///{db}"\n\n[[chains]]\nname = "alpha"\nchain_id = 1001\n'
-                f'rpc = ["http://127.0.0.1:{port}/", "{node.http}"]\nstart_block = 0\npoll_interval = 0.1\n'
-                f'requests_per_second = 5000\n')
-            daemon = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kamiyo.cli", "run", "--config", str(tmp_path / "k.toml"),
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-            try:
+                storage_toml(db) + chain_toml("alpha", node, rpc=[f"http://127.0.0.1:{port}/", node.http]))
+            async with running_daemon_async(tmp_path / "k.toml", stdout=subprocess.DEVNULL) as daemon:
                 for target in (48, 60):
-                    async with asyncio.timeout(30):
-                        while checkpoint(db) < target:
-                            await asyncio.sleep(0.05)
+                    await wait_checkpoint_async(db, 1001, target, timeout=30)
                     node.rpc("anvil_mine", ["0xc"])  # still progressing as new blocks come
-            finally:
-                daemon.send_signal(signal.SIGTERM)
-                _, err = await asyncio.wait_for(daemon.communicate(), 30)
     finally:
         await runner.cleanup()
     assert daemon.returncode == 0
-    events = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    events = log_events(daemon.stderr_text)
     rotations = [e for e in events if e["event"] == "rpc.endpoint_rotated"]
     assert rotations and rotations[0]["to_endpoint"] == node.http.removesuffix("/")
     if mode != "dead":

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import random
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.support.anvil import anvil, require_anvil
+from tests.support.daemon import (checkpoints, chain_toml, daemon_command, db_rows, running_daemon, storage_toml,
+                                  wait_checkpoint)
 
 # Creation code that deploys a 1-byte runtime (STOP): CODECOPY(0, 12, 1), RETURN(0, 1), then the runtime byte.
 TINY = "0x6001600c60003960016000f300"
@@ -22,14 +22,6 @@ KILLS = 20
 @pytest.fixture(autouse=True)
 def _need_anvil():
     require_anvil()
-
-
-def query(db, sql):
-    try:
-        with sqlite3.connect(db, timeout=10) as con:
-            return con.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []
 
 
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
@@ -45,17 +37,15 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
         assert head == 6000 and len(expected) == 300
 
         config = tmp_path / "kamiyo.toml"
-        config.write_text(f'[storage]\nurl = "sqlite:///{db}"\n\n[[chains]]\nname = "local"\nchain_id = 4444\n'
-                          f'rpc = ["{node.http}"]\nstart_block = 0\npoll_interval = 0.1\nrequests_per_second = 5000\n')
-        command = [sys.executable, "-m", "kamiyo.cli", "run", "--config", str(config)]
+        config.write_text(storage_toml(db) + chain_toml("local", node))
         progress = []
-        def checkpoint() -> int:
-            rows = query(db, "SELECT number FROM checkpoints")
-            return rows[0][0] if rows else -1
 
-        for _ in range(KILLS):
+        def checkpoint() -> int:
+            return checkpoints(db).get(4444, -1)
+
+        for _ in range(KILLS):  # SIGKILLed, never stopped: a bare process, not running_daemon
             before = checkpoint()
-            daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            daemon = subprocess.Popen(daemon_command(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 30
             while checkpoint() == before and time.monotonic() < deadline:  # wait until it is committing blocks
                 time.sleep(0.01)
@@ -65,18 +55,12 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
             progress.append(checkpoint())
         assert progress[-1] < head, "the kills should land during catch-up; slow them down if this fails"
 
-        daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and query(db, "SELECT number FROM checkpoints") != [(head,)]:
-                time.sleep(0.1)
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.communicate(timeout=15)
-    stored = query(db, "SELECT tx_hash FROM deployments")
+        with running_daemon(config, stdout=subprocess.DEVNULL, stop_timeout=15):
+            wait_checkpoint(db, 4444, head, timeout=60)
+    stored = db_rows(db, "SELECT tx_hash FROM deployments")
     assert sorted(progress) == progress  # the checkpoint never went backwards across kills
     assert len(set(progress)) >= KILLS // 2, progress  # and most kills landed while it was making progress
     print("checkpoints after each kill:", progress)
     assert len(stored) == len(set(stored)) == 300
     assert {h for (h,) in stored} == expected
-    assert query(db, "SELECT number FROM checkpoints") == [(head,)]
+    assert db_rows(db, "SELECT number FROM checkpoints") == [(head,)]
