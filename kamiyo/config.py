@@ -141,22 +141,88 @@ class MetricsSettings(_Strict):
         return host.strip("[]"), int(port)
 
 
+class _FeedBase(_Strict):
+    name: str
+    interval: Annotated[float, Field(ge=60, le=7 * 86400)] = 3600.0  # seconds between pulls inside `kamiyo run`
+    timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
+    max_bytes: Annotated[int, Field(gt=0, le=1 << 30)] = 64 << 20  # a larger answer is refused, not truncated
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, name: str) -> str:
+        if not _SLUG.match(name):
+            raise ValueError("a feed name is a lowercase slug: letters, digits and dashes")
+        return name
+
+
+FeedUrl = Annotated[MaybeSecret, _url_of("http", "https")]
+
+
+class _UrlOrPath(_FeedBase):
+    url: FeedUrl | None = Field(default=None, repr=False)
+    path: str | None = None  # a local file or checkout instead of a URL
+
+    @model_validator(mode="after")
+    def _one_location(self):
+        if (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of url and path")
+        return self
+
+
+class DefiLlamaFeed(_FeedBase):
+    """DeFiLlama's hacks list. The paid API puts the key in the path: write `{api_key}` in the URL."""
+
+    type: Literal["defillama"]
+    url: FeedUrl = Field(default="https://api.llama.fi/hacks", repr=False)
+    api_key: MaybeSecret | None = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _key_placement(self):
+        if ("{api_key}" in self.url) != (self.api_key is not None):
+            raise ValueError("an api_key needs a {api_key} placeholder in url, and the placeholder needs the key")
+        return self
+
+
+class DefiHackLabsFeed(_UrlOrPath):
+    type: Literal["defihacklabs"]
+    poc_index: str | None = None  # the derived index of PoC headers, where the checkout has no PoC files
+
+
+class RssFeed(_UrlOrPath):
+    type: Literal["rss"]
+
+
+class OsvFeed(_UrlOrPath):
+    type: Literal["osv"]
+
+
+FeedSettings = Annotated[DefiLlamaFeed | DefiHackLabsFeed | RssFeed | OsvFeed, Field(discriminator="type")]
+
+
 class Settings(_Strict):
     storage: StorageSettings
     daemon: DaemonSettings = DaemonSettings()
     metrics: MetricsSettings | None = None
     chains: list[ChainSettings] = []
+    feeds: list[FeedSettings] = []
 
     @model_validator(mode="after")
     def _unique(self) -> Settings:
-        for attr in ("name", "chain_id"):
-            seen: set = set()
-            for chain in self.chains:
-                value = getattr(chain, attr)
-                if value in seen:
-                    raise ValueError(f"two chains share the {attr} {value!r}")
-                seen.add(value)
+        for what, items, attrs in (("chains", self.chains, ("name", "chain_id")), ("feeds", self.feeds, ("name",))):
+            for attr in attrs:
+                seen: set = set()
+                for item in items:
+                    value = getattr(item, attr)
+                    if value in seen:
+                        raise ValueError(f"two {what} share the {attr} {value!r}")
+                    seen.add(value)
         return self
+
+    def feed(self, name: str):
+        for feed in self.feeds:
+            if feed.name == name:
+                return feed
+        raise KeyError(name)
 
     def chain(self, name: str) -> ChainSettings:
         for chain in self.chains:
@@ -165,9 +231,14 @@ class Settings(_Strict):
         raise KeyError(name)
 
 
+_FEED_TYPES = ("defillama", "defihacklabs", "rss", "osv")
+
+
 def _key_path(loc: tuple) -> str:
     path = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        if part in _FEED_TYPES and i >= 2 and loc[i - 2] == "feeds":
+            continue  # the discriminated union's branch (the feed's type), not a key of the file
         if isinstance(part, int):
             path += f"[{part}]"
         elif part in ("function-after", "function-before", "int", "float", "str", "literal['latest']",

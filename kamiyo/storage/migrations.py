@@ -50,10 +50,16 @@ def _lineage(conn: Connection) -> None:
         table.create(conn)
 
 
+def _feeds(conn: Connection) -> None:
+    for table in (schema.feed_records, schema.feed_state):
+        table.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
     Migration(3, "code classes, links, known code, proxy upgrades, findings", _lineage),
+    Migration(4, "feed records and feed state", _feeds),
 )
 LATEST = MIGRATIONS[-1].version
 

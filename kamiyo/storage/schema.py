@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String,
-                        Table, func)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Float, Integer, LargeBinary, MetaData,
+                        String, Table, Text, func)
 
 metadata = MetaData(
     naming_convention={"pk": "pk_%(table_name)s", "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -131,5 +131,45 @@ findings = Table(
     Column("status", String(16), nullable=False),
     Column("evidence", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# Every record an off-chain feed published, normalised and kept whole (`raw`): (source, ref) is the source's own
+# identity for it, so a repeated pull is an upsert that changes nothing. Merging into incidents reads from here.
+feed_records = Table(
+    "feed_records",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("ref", String(500), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("protocol", String(300), nullable=False),
+    Column("day", Date),
+    Column("chains", JSON, nullable=False),  # chain ids, or names the registry does not know
+    Column("loss_usd", Float),
+    Column("loss_text", Text),
+    Column("classification", String(200)),
+    Column("technique", String(300)),
+    Column("addresses", JSON, nullable=False),  # [{"role", "chain_id", "address"}]
+    Column("tx_hashes", JSON, nullable=False),
+    Column("references", JSON, nullable=False),
+    Column("raw", JSON, nullable=False),
+    Column("content_hash", String(66), nullable=False),  # of the normalised record: a change shows here
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+)
+
+# Per feed: what the last answer was (for conditional requests) and how the source is doing.
+feed_state = Table(
+    "feed_state",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("etag", String(500)),
+    Column("last_modified", String(100)),
+    Column("body_hash", String(66)),
+    Column("items", Integer, nullable=False, server_default="0"),
+    Column("last_success", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("last_error_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

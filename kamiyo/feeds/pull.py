@@ -1,0 +1,156 @@
+"""One pull of one feed: fetch (conditionally), parse all or nothing, store the records and the feed's state in one
+transaction. A repeated pull changes nothing: a 304 or the same body stops before parsing, and records whose
+content did not change are left as they are. A failure is stored as the feed's health and logged; it never
+touches the records, and never stops another feed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .. import log
+from ..errors import KamiyoError
+from ..storage.schema import feed_records, feed_state
+from ..storage.upsert import insert_new, upsert
+from .fetch import Fetched, fetch_url, read_path
+from .model import Report
+
+_log = log.get("kamiyo.feeds")
+
+
+@dataclass(slots=True)
+class PullResult:
+    source: str
+    status: str  # "updated" | "unchanged" | "failed"
+    records: int = 0  # in the payload
+    new: int = 0
+    changed: int = 0
+    error: str | None = None
+
+
+def _adapter(feed):
+    """payload (bytes) -> reports, for this feed's type."""
+    from . import defihacklabs, defillama, osv, rss
+
+    if feed.type == "defillama":
+        return lambda body: defillama.parse(body, feed.name)
+    if feed.type == "rss":
+        return lambda body: rss.parse(body, feed.name)
+    if feed.type == "osv":
+        return lambda body: osv.parse(body, feed.name)
+
+    def dhl(body: bytes) -> list[Report]:
+        reports = defihacklabs.parse_readme(body.decode("utf-8", errors="replace"), feed.name)
+        if feed.poc_index:
+            index = defihacklabs.parse_poc_index(read_path(Path(feed.poc_index), feed.max_bytes), feed.name)
+            reports = defihacklabs.merge_readme_and_index(reports, index)
+        return reports
+
+    return dhl
+
+
+async def _reports_from_checkout(feed) -> list[Report]:
+    from . import defihacklabs
+
+    return defihacklabs.read_checkout(Path(feed.path), feed.name, poc_index=Path(feed.poc_index) if feed.poc_index
+                                      else None)
+
+
+def record_row(report: Report, now: datetime) -> dict:
+    fields = {
+        "kind": report.kind, "protocol": report.protocol[:300], "day": report.day, "chains": list(report.chains),
+        "loss_usd": report.loss_usd, "loss_text": report.loss_text, "classification": report.classification,
+        "technique": report.technique, "addresses": [asdict(a) for a in report.addresses],
+        "tx_hashes": list(report.tx_hashes), "references": list(report.references), "raw": report.raw,
+    }
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+    return {"source": report.source, "ref": report.ref[:500], **fields, "content_hash": "0x" + digest,
+            "first_seen": now, "last_seen": now}
+
+
+async def pull(feed, engine: AsyncEngine, session: aiohttp.ClientSession) -> PullResult:
+    now = datetime.now(timezone.utc)
+    async with engine.connect() as conn:
+        state = (await conn.execute(select(feed_state).where(feed_state.c.source == feed.name))).first()
+    try:
+        fetched, body_hash = await _fetch(feed, session, state)
+        same_body = body_hash is not None and state is not None and body_hash == state.body_hash
+        if (fetched is not None and fetched.body is None) or same_body:
+            await _store_state(engine, feed.name, now, success=True, fetched=fetched, body_hash=body_hash)
+            _log.info("feed.unchanged", source=feed.name)
+            return PullResult(feed.name, "unchanged", records=state.items if state else 0)
+        reports = _adapter(feed)(fetched.body) if fetched is not None else await _reports_from_checkout(feed)
+        result = await _store(engine, feed, reports, now, fetched, body_hash)
+    except KamiyoError as exc:
+        await _store_state(engine, feed.name, now, success=False, error=str(exc))
+        _log.error("feed.failed", source=feed.name, error=str(exc))
+        return PullResult(feed.name, "failed", error=str(exc))
+    _log.info("feed.pulled", source=feed.name, records=result.records, new=result.new, changed=result.changed)
+    return result
+
+
+async def _fetch(feed, session, state) -> tuple[Fetched | None, str | None]:
+    """(what the source answered, the body's hash); (None, None) for a checkout folder, read by its adapter."""
+    if getattr(feed, "path", None):
+        path = Path(feed.path)
+        if path.is_dir():
+            return None, None
+        fetched = Fetched(read_path(path, feed.max_bytes))
+    else:
+        url = feed.url.replace("{api_key}", getattr(feed, "api_key", None) or "")
+        fetched = await fetch_url(session, url, etag=state.etag if state else None,
+                                  last_modified=state.last_modified if state else None,
+                                  timeout=feed.timeout, max_bytes=feed.max_bytes)
+    body_hash = None if fetched.body is None else "0x" + hashlib.sha256(fetched.body).hexdigest()
+    return fetched, body_hash
+
+
+async def _store(engine, feed, reports: list[Report], now, fetched: Fetched | None, body_hash) -> PullResult:
+    rows = {}
+    for report in reports:  # a source listing one record twice keeps its last version
+        rows[report.ref[:500]] = record_row(report, now)
+    result = PullResult(feed.name, "updated", records=len(rows))
+    async with engine.begin() as conn:
+        known = dict((await conn.execute(select(feed_records.c.ref, feed_records.c.content_hash).where(
+            feed_records.c.source == feed.name))).all())
+        new = [row for ref, row in rows.items() if ref not in known]
+        changed = [row for ref, row in rows.items() if ref in known and known[ref] != row["content_hash"]]
+        result.new, result.changed = len(new), len(changed)  # the rest is unchanged and not rewritten
+        await insert_new(conn, feed_records, new, keys=("source", "ref"))
+        for row in changed:  # first seen stays what it was
+            row.pop("first_seen")
+            await conn.execute(update(feed_records).where(and_(
+                feed_records.c.source == row["source"], feed_records.c.ref == row["ref"])).values(**row))
+        await _write_state(conn, feed.name, now, success=True, fetched=fetched, body_hash=body_hash, items=len(rows))
+    if not result.new and not result.changed:
+        result.status = "unchanged"
+    return result
+
+
+async def _store_state(engine, source: str, now, **kwargs) -> None:
+    async with engine.begin() as conn:
+        await _write_state(conn, source, now, **kwargs)
+
+
+async def _write_state(conn, source: str, now, *, success: bool, fetched: Fetched | None = None,
+                       body_hash: str | None = None, items: int | None = None, error: str | None = None) -> None:
+    current = (await conn.execute(select(feed_state).where(and_(feed_state.c.source == source)))).first()
+    row = dict(current._mapping) if current else {"source": source, "items": 0}
+    row["updated_at"] = now
+    if success:
+        row["last_success"] = now
+        if fetched is not None and fetched.body is not None:
+            row.update(etag=fetched.etag, last_modified=fetched.last_modified, body_hash=body_hash)
+        if items is not None:
+            row["items"] = items
+    else:
+        row.update(last_error=error[:2000], last_error_at=now)
+    await upsert(conn, feed_state, row, keys=("source",))
