@@ -24,6 +24,7 @@ from ..storage.findings import record_finding, retract_findings
 from ..storage.schema import deployments, proxy_upgrades
 from ..storage.upsert import insert_new, upsert
 from .follower import Write
+from .exploits import exploit_findings
 from .linking import Linker, Observed
 
 ORIGIN_CACHE = 50_000  # factories' origins remembered between blocks (a factory makes many contracts)
@@ -120,8 +121,12 @@ class DeploymentStage:
         await self._read_implementations(rows, standards, block.number)
         output = _BlockOutput(block, keys={r["skeleton_hash"] for r in rows.values()}, rows=list(rows))
         output.upgrades = upgrade_rows = await self._upgrades(fetched.upgrades, rows)
+        families = {}
         for row in rows.values():
-            output.findings.extend(await self._findings(row, rows))
+            family_key = await self._code_class(row, rows)
+            if family_key is not None and self.linker.lineage.classes[family_key].sketch is not None:
+                families[row["address"]] = family_key  # else empty code, a stub, a proxy to code we have not seen
+                output.findings.extend(self.linker.fork_findings(row, family_key))
         self._pending[block.hash] = output
         self._uncommitted.update(rows)
 
@@ -135,6 +140,9 @@ class DeploymentStage:
                 await conn.execute(update(deployments).where(and_(
                     deployments.c.chain_id == row["chain_id"], deployments.c.address == row["address"]
                 )).values(implementation=row["implementation"]))
+            # decided here, inside the transaction, so that a family marked exploited a moment ago counts
+            output.findings += [f for address, key in families.items()
+                                for f in exploit_findings(self.linker, rows[address], key)]
             output.created = [f for f in output.findings if await record_finding(conn, f)]
 
         return write
@@ -216,12 +224,6 @@ class DeploymentStage:
                         "log_index": upgrade.log_index, "implementation": upgrade.implementation,
                         "previous": previous})
         return out
-
-    async def _findings(self, row: dict, rows: dict[str, dict]) -> list[Finding]:
-        family_key = await self._code_class(row, rows)
-        if family_key is None or self.linker.lineage.classes[family_key].sketch is None:
-            return []  # empty code, a stub, or a proxy to code we have not seen: no lineage to speak of
-        return self.linker.fork_findings(row, family_key)
 
     async def _code_class(self, row: dict, rows: dict[str, dict]) -> str | None:
         """The class whose family a deployment counts in: its own, or for a proxy the class of the code it runs."""

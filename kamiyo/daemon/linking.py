@@ -40,6 +40,7 @@ class Linker:
     def __init__(self, lineage: Lineage) -> None:
         self.lineage = lineage
         self._unwritten: dict[str, tuple[ClassInfo, list[Link]]] = {}
+        self.exploited: dict[str, list] = {}  # class -> the exploits.Exploited records naming its code
 
     @classmethod
     async def load(cls, engine: AsyncEngine) -> Linker:
@@ -59,6 +60,12 @@ class Linker:
                 await write_class(conn, info, links)
             await add_origins(conn, self.lineage)
         return len(admitted)
+
+    def remember_exploited(self, exploited) -> None:
+        known = self.exploited.setdefault(exploited.key, [])
+        if exploited not in known:
+            known.append(exploited)
+        self.lineage.mark_exploited(exploited.key)
 
     async def forget_sightings(self, conn: AsyncConnection, chain_id: int, first_dropped: int) -> None:
         """After a rollback's deletes (same transaction): origins seen only in dropped blocks leave their

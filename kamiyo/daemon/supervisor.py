@@ -26,6 +26,8 @@ from ..errors import KamiyoError
 from ..storage.engine import create_engine
 from ..storage.migrations import upgrade
 from .follower import ReorgTooDeep
+from .exploits import load_exploited
+from .feeds import follow_feeds
 from .linking import Linker
 from .notify import DEFAULT_MAX_AGE, Heartbeats, SystemdNotifier, watchdog_loop
 from .pipeline import build_pipeline
@@ -121,6 +123,7 @@ class Supervisor:
     def __init__(self, engine, linker: Linker, heartbeats: Heartbeats, grace: float) -> None:
         self.engine, self.linker, self.heartbeats, self.grace = engine, linker, heartbeats, grace
         self.running: dict[str, tuple[ChainSettings, asyncio.Event, asyncio.Task]] = {}
+        self.feeds: tuple[Settings, asyncio.Event, asyncio.Task] | None = None
         self.log = log.get("kamiyo.daemon")
 
     def start(self, chain: ChainSettings) -> None:
@@ -144,6 +147,32 @@ class Supervisor:
         for name in names:
             self.heartbeats.retire(name)
             metrics.CHAIN_UP.labels(name).set(0)
+
+    async def apply_feeds(self, settings: Settings) -> bool:
+        """(Re)start the feeds task when the feeds, or the chains their incidents are joined with, changed."""
+        if self.feeds is not None:
+            running = self.feeds[0]
+            if (running.feeds, running.chains) == (settings.feeds, settings.chains):
+                return False
+            await self.stop_feeds()
+        if settings.feeds:
+            stop = asyncio.Event()
+            task = asyncio.create_task(follow_feeds(settings, self.engine, self.linker, stop, self.heartbeats),
+                                       name="feeds")
+            self.feeds = (settings, stop, task)
+        return True
+
+    async def stop_feeds(self) -> None:
+        if self.feeds is None:
+            return
+        _settings, stop, task = self.feeds
+        self.feeds = None
+        stop.set()
+        _done, pending = await asyncio.wait([task], timeout=self.grace)
+        for late in pending:  # a pull in flight is abandoned: it writes in one transaction or not at all
+            late.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self.heartbeats.retire("feeds")
 
     async def apply(self, chains: list[ChainSettings]) -> dict[str, list[str]]:
         """Make the running set match `chains`: removed ones stop, changed ones restart, new ones start."""
@@ -174,6 +203,7 @@ def _reload(supervisor: Supervisor, settings: Settings, load_settings: Callable[
         changes = await supervisor.apply(new.chains)
         supervisor.grace = new.daemon.shutdown_grace
         settings = new.model_copy(update={"storage": settings.storage})
+        changes["feeds_restarted"] = await supervisor.apply_feeds(settings)
         supervisor.log.info("config.reloaded", classes_taken_in=classes, **changes)
         notifier.ready(status=_status(supervisor))
         return settings
@@ -204,8 +234,10 @@ async def run(settings: Settings, stop: asyncio.Event | None = None,
         if settings.metrics is not None:
             exporter = await metrics.serve(*settings.metrics.address)
         linker = await Linker.load(engine)
+        await load_exploited(engine, linker)
         supervisor = Supervisor(engine, linker, heartbeats, settings.daemon.shutdown_grace)
         await supervisor.apply(settings.chains)
+        await supervisor.apply_feeds(settings)
         reload = _reload(supervisor, settings, load_settings or (lambda: settings), notifier)
         dlog.info("daemon.started", chains=sorted(supervisor.running), classes=len(linker.lineage))
         notifier.ready(status=_status(supervisor))
@@ -219,6 +251,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None,
                 hup.clear()
                 settings = await reload()
         notifier.stopping()
+        await supervisor.stop_feeds()
         await supervisor.stop(list(supervisor.running))
         await watchdog
         dlog.info("daemon.stopped")

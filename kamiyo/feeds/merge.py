@@ -2,12 +2,14 @@
 
 Rules, strongest first:
 1. A shared transaction hash, or a shared victim / vulnerable contract (same chain, or a chain unknown on one
-   side), merges at once: two accounts naming the same attack transaction are the same attack.
+   side), merges reports of different sources dated within STRONG_WINDOW_DAYS: two accounts naming the same
+   attack transaction are the same attack. (Hand-written sources copy a header from one entry to the next, and a
+   contract can be drained twice, weeks apart: a source's own two records, and evidence months apart, stay apart.)
 2. Otherwise two reports from *different* sources merge when their protocol names match after normalisation
    ("Euler Finance" ~ "EulerFinance" ~ "Euler") within ±7 days (real gaps between sources reach 6), the score
    raised by a shared chain and a similar loss and lowered by disjoint chains, very different losses and
    distance in days. A source's own two records are two incidents by that source's own account, so a name
-   merge never joins two groups that already hold records of one source.
+   merge never joins two groups that already hold records of one source (nor does a shared-evidence merge).
 Advisories (no chain, no loss) never merge by name; they stay beside the incidents.
 Results depend only on the records, not on their order: pairs are taken best first with ties by key.
 """
@@ -24,6 +26,7 @@ from difflib import SequenceMatcher
 from .model import ADVISORY
 
 WINDOW_DAYS = 7
+STRONG_WINDOW_DAYS = 30
 MERGE_SCORE = 0.75
 STRONG_ROLES = ("victim", "vulnerable_contract")
 # words that name what a protocol is, not which one: dropped before names are compared
@@ -155,23 +158,29 @@ def merge(records: Iterable[Record]) -> list[Incident]:
 
 
 def _strong_merges(records: list[Record], groups: _Groups) -> None:
-    by_tx: dict[str, Record] = {}
+    by_tx: dict[str, list[Record]] = {}
     by_victim: dict[str, list[tuple[int | None, Record]]] = {}
     for r in records:
         for tx in r.tx_hashes:
-            if tx in by_tx:
-                groups.union(by_tx[tx].key, r.key, f"{_label(by_tx[tx])} + {_label(r)}: shared transaction {tx}")
-            else:
-                by_tx[tx] = r
+            for first in by_tx.setdefault(tx, []):
+                _join_on_evidence(groups, first, r, f"shared transaction {tx}")
+            by_tx[tx].append(r)
         for a in r.addresses:
             if a.get("role") not in STRONG_ROLES:
                 continue
             chain, seen = a.get("chain_id"), by_victim.setdefault(a["address"], [])
-            # one address on two chains is two contracts, unless one side does not say which chain
-            first = next((other for c, other in seen if chain is None or c is None or c == chain), None)
-            if first is not None:
-                groups.union(first.key, r.key, f"{_label(first)} + {_label(r)}: shared {a['role']} {a['address']}")
+            for c, first in seen:  # one address on two chains is two contracts, unless one side names none
+                if chain is None or c is None or c == chain:
+                    _join_on_evidence(groups, first, r, f"shared {a['role']} {a['address']}")
             seen.append((chain, r))
+
+
+def _join_on_evidence(groups: _Groups, a: Record, b: Record, evidence: str) -> None:
+    if a.day and b.day and abs((a.day - b.day).days) > STRONG_WINDOW_DAYS:
+        return
+    ra, rb = groups.find(a.key), groups.find(b.key)
+    if ra != rb and not groups.sources[ra] & groups.sources[rb]:
+        groups.union(a.key, b.key, f"{_label(a)} + {_label(b)}: {evidence}")
 
 
 def _name_candidates(records: list[Record]):

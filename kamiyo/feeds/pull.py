@@ -1,13 +1,15 @@
 """One pull of one feed: fetch (conditionally), parse all or nothing, store the records and the feed's state in one
 transaction. A repeated pull changes nothing: a 304 or the same body stops before parsing, and records whose
-content did not change are left as they are. A failure is stored as the feed's health and logged; it never
-touches the records, and never stops another feed.
+content did not change are left as they are. A pull that added or changed records rebuilds the incidents in that
+same transaction, so the incidents never disagree with the records committed beside them. A failure is stored as
+the feed's health and logged; it never touches the records, and never stops another feed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +23,7 @@ from ..errors import KamiyoError
 from ..storage.schema import feed_records, feed_state
 from ..storage.upsert import insert_new, upsert
 from .fetch import Fetched, fetch_url, read_path
+from .incidents import rebuild_incidents
 from .model import Report
 
 _log = log.get("kamiyo.feeds")
@@ -76,7 +79,10 @@ def record_row(report: Report, now: datetime) -> dict:
             "first_seen": now, "last_seen": now}
 
 
-async def pull(feed, engine: AsyncEngine, session: aiohttp.ClientSession) -> PullResult:
+async def pull(feed, engine: AsyncEngine, session: aiohttp.ClientSession, *,
+               source_types: Mapping[str, str] | None = None) -> PullResult:
+    """`source_types` (feed name -> type, every configured feed) ranks sources when incidents are rebuilt; without
+    it only this feed's type is known and other sources are ranked by their names."""
     now = datetime.now(timezone.utc)
     async with engine.connect() as conn:
         state = (await conn.execute(select(feed_state).where(feed_state.c.source == feed.name))).first()
@@ -88,7 +94,8 @@ async def pull(feed, engine: AsyncEngine, session: aiohttp.ClientSession) -> Pul
             _log.info("feed.unchanged", source=feed.name)
             return PullResult(feed.name, "unchanged", records=state.items if state else 0)
         reports = _adapter(feed)(fetched.body) if fetched is not None else await _reports_from_checkout(feed)
-        result = await _store(engine, feed, reports, now, fetched, body_hash)
+        types = source_types if source_types is not None else {feed.name: feed.type}
+        result = await _store(engine, feed, reports, now, fetched, body_hash, types)
     except KamiyoError as exc:
         await _store_state(engine, feed.name, now, success=False, error=str(exc))
         _log.error("feed.failed", source=feed.name, error=str(exc))
@@ -113,7 +120,8 @@ async def _fetch(feed, session, state) -> tuple[Fetched | None, str | None]:
     return fetched, body_hash
 
 
-async def _store(engine, feed, reports: list[Report], now, fetched: Fetched | None, body_hash) -> PullResult:
+async def _store(engine, feed, reports: list[Report], now, fetched: Fetched | None, body_hash,
+                 source_types: Mapping[str, str]) -> PullResult:
     rows = {}
     for report in reports:  # a source listing one record twice keeps its last version
         rows[report.ref[:500]] = record_row(report, now)
@@ -130,6 +138,9 @@ async def _store(engine, feed, reports: list[Report], now, fetched: Fetched | No
             await conn.execute(update(feed_records).where(and_(
                 feed_records.c.source == row["source"], feed_records.c.ref == row["ref"])).values(**row))
         await _write_state(conn, feed.name, now, success=True, fetched=fetched, body_hash=body_hash, items=len(rows))
+        if result.new or result.changed:
+            count = await rebuild_incidents(conn, source_types)
+            _log.info("incidents.rebuilt", source=feed.name, incidents=count)
     if not result.new and not result.changed:
         result.status = "unchanged"
     return result

@@ -55,11 +55,27 @@ def _feeds(conn: Connection) -> None:
         table.create(conn)
 
 
+def _incidents(conn: Connection) -> None:
+    # filled from the records already stored: otherwise a database upgraded from version 4 would show no
+    # incidents until some feed changed. No configuration here, so sources are ranked by name until the next
+    # pull that changes records rebuilds the table with the feeds' types.
+    from ..feeds.incidents import rebuild_incidents_sync  # feeds imports storage: resolved at call time
+
+    schema.incidents.create(conn)
+    rebuild_incidents_sync(conn)
+
+
+def _exploited(conn: Connection) -> None:
+    schema.exploited_code.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
     Migration(3, "code classes, links, known code, proxy upgrades, findings", _lineage),
     Migration(4, "feed records and feed state", _feeds),
+    Migration(5, "incidents merged from feed records", _incidents),
+    Migration(6, "code of exploited contracts", _exploited),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -173,3 +173,41 @@ feed_state = Table(
     Column("last_error_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Feed records merged into incidents (feeds/merge.py). Derived: feeds/incidents.py replaces the whole table from
+# feed_records in the transaction that changed them, and nothing else writes it. `sources` lists the records
+# ([{"source", "ref"}], earliest first) and `why` every merge that joined them, in words.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "inc-…": stable while the incident's earliest record stays
+    Column("kind", String(16), nullable=False),  # "incident" | "advisory"
+    Column("protocol", String(300), nullable=False),
+    Column("day", Date, index=True),
+    Column("chains", JSON, nullable=False),  # chain ids, then names the registry does not know
+    Column("loss_usd", Float),
+    Column("loss_text", Text),
+    Column("classification", String(200)),
+    Column("technique", String(300)),
+    Column("addresses", JSON, nullable=False),  # [{"role", "chain_id", "address"}], lowercase, each once
+    Column("tx_hashes", JSON, nullable=False),
+    Column("references", JSON, nullable=False),
+    Column("sources", JSON, nullable=False),
+    Column("why", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),  # when its content last changed
+)
+
+# Victims named by incidents whose code the daemon has fingerprinted: their classes mark their families exploited.
+exploited_code = Table(
+    "exploited_code",
+    metadata,
+    Column("incident_id", String(40), primary_key=True),
+    Column("chain_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("address", String(42), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("skeleton_hash", String(34), nullable=False, index=True),
+    Column("protocol", String(300), nullable=False),
+    Column("day", String(10)),
+    Column("sources", JSON, nullable=False),
+    Column("marked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

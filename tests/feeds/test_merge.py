@@ -111,3 +111,11 @@ def test_the_real_sources_merge_where_they_tell_of_one_hack_and_results_do_not_d
     again = merge(shuffled)
     assert [(i.id, [r.key for r in i.records]) for i in again] == [(i.id, [r.key for r in i.records])
                                                                   for i in incidents]
+
+
+def test_shared_evidence_does_not_join_a_sources_own_records_or_reports_months_apart():
+    # hand-written sources copy a header into the next entry: DeFiHackLabs' HNet names DominoTT's attack tx
+    records = [rec("defihacklabs", "hnet", "HNet", date(2023, 12, 7), txs=(TX,)),
+               rec("defihacklabs", "domino", "DominoTT", date(2023, 12, 28), txs=(TX,)),
+               rec("rekt", "late", "Something else", date(2024, 6, 1), txs=(TX,))]
+    assert len(merge(records)) == 3

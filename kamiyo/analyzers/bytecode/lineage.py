@@ -73,6 +73,7 @@ class Lineage:
         self._earliest: dict[str, str] = {}  # group root -> its earliest class
         self._origins: dict[str, list[Sighting]] = {}  # group root -> earliest sightings of its first origins
         self._deferred: dict[str, list[Link]] = {}  # restored links waiting for their older end
+        self._exploited: dict[str, set[str]] = {}  # group root -> classes in it whose code was exploited
         self.seq = 0  # the storage sequence number of the last class restored (0: none)
 
     def __contains__(self, key: str) -> bool:
@@ -128,9 +129,12 @@ class Lineage:
     def _merge(self, ra: str, rb: str) -> None:
         earliest = min(self._earliest.pop(ra), self._earliest.pop(rb), key=self._rank.__getitem__)
         sightings = self._origins.pop(ra) + self._origins.pop(rb)
+        exploited = self._exploited.pop(ra, set()) | self._exploited.pop(rb, set())
         root = self._groups.union(ra, rb)
         self._earliest[root] = earliest
         self._origins[root] = _earliest_origins(sightings)
+        if exploited:
+            self._exploited[root] = exploited
 
     def family(self, key: str) -> str:
         """The family id: the skeleton hash of its earliest admitted class."""
@@ -161,6 +165,22 @@ class Lineage:
                 self._origins[root] = keep
                 touched.append(root)
         return touched
+
+    def mark_exploited(self, key: str) -> None:
+        """`key`'s code was drained somewhere: every class that is or joins its family is at risk."""
+        self._exploited.setdefault(self._groups.find(key), set()).add(key)
+
+    def exploited_in_family(self, key: str) -> set[str]:
+        return set(self._exploited.get(self._groups.find(key), ()))
+
+    def relation(self, a: str, b: str) -> tuple[str, float | None]:
+        """How two classes of one family are related: identical, a direct link's relation, else family."""
+        if a == b:
+            return "identical", 1.0
+        for link in self._links.get(a, ()):
+            if b in (link.a, link.b):
+                return link.relation, link.similarity
+        return "family", None
 
     def sightings(self, key: str) -> list[Sighting]:
         return list(self._origins[self._groups.find(key)])
