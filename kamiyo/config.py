@@ -192,8 +192,32 @@ class RssFeed(_UrlOrPath):
     type: Literal["rss"]
 
 
-class OsvFeed(_UrlOrPath):
+class OsvPackage(_Strict):
+    ecosystem: str  # as OSV names them: "npm", "PyPI", "crates.io", "Go", …
+    name: str
+
+
+class OsvFeed(_FeedBase):
+    """OSV advisories: one record or a list at `url` / `path`, or the advisories of `packages`, asked of the OSV
+    query API (`url` then defaults to https://api.osv.dev/v1/query)."""
+
     type: Literal["osv"]
+    url: FeedUrl | None = Field(default=None, repr=False)
+    path: str | None = None
+    packages: list[OsvPackage] = []
+
+    @model_validator(mode="after")
+    def _one_location(self):
+        if self.packages and self.path is not None:
+            raise ValueError("packages are asked of the OSV API: give url (or nothing), not path")
+        if self.packages and self.url is None:
+            return self.model_copy(update={"url": OSV_QUERY_URL})
+        if not self.packages and (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of url and path, or packages")
+        return self
+
+
+OSV_QUERY_URL = "https://api.osv.dev/v1/query"
 
 
 FeedSettings = Annotated[DefiLlamaFeed | DefiHackLabsFeed | RssFeed | OsvFeed, Field(discriminator="type")]

@@ -24,7 +24,7 @@ from ..storage.schema import feed_records, feed_state
 from ..storage.upsert import insert_new, upsert
 from .fetch import Fetched, fetch_url, read_path
 from .incidents import rebuild_incidents
-from .model import Report
+from .model import FeedFormatError, Report
 
 _log = log.get("kamiyo.feeds")
 
@@ -111,6 +111,8 @@ async def _fetch(feed, session, state) -> tuple[Fetched | None, str | None]:
         if path.is_dir():
             return None, None
         fetched = Fetched(read_path(path, feed.max_bytes))
+    elif getattr(feed, "packages", None):
+        fetched = await _osv_packages(feed, session)
     else:
         url = feed.url.replace("{api_key}", getattr(feed, "api_key", None) or "")
         fetched = await fetch_url(session, url, etag=state.etag if state else None,
@@ -118,6 +120,21 @@ async def _fetch(feed, session, state) -> tuple[Fetched | None, str | None]:
                                   timeout=feed.timeout, max_bytes=feed.max_bytes)
     body_hash = None if fetched.body is None else "0x" + hashlib.sha256(fetched.body).hexdigest()
     return fetched, body_hash
+
+
+async def _osv_packages(feed, session) -> Fetched:
+    """One OSV query per package, their advisories together as one `{"vulns": [...]}` payload."""
+    vulns = []
+    for package in feed.packages:
+        answer = await fetch_url(session, feed.url, etag=None, last_modified=None, timeout=feed.timeout,
+                                 max_bytes=feed.max_bytes, method="POST",
+                                 json_body={"package": {"ecosystem": package.ecosystem, "name": package.name}})
+        try:
+            vulns += json.loads(answer.body or b"{}").get("vulns") or []
+        except (ValueError, AttributeError) as exc:
+            raise FeedFormatError(f"{feed.name}: the OSV answer for {package.ecosystem}/{package.name} is not "
+                                  "a query result") from exc
+    return Fetched(json.dumps({"vulns": vulns}, sort_keys=True).encode())
 
 
 async def _store(engine, feed, reports: list[Report], now, fetched: Fetched | None, body_hash,
