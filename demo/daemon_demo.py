@@ -1,16 +1,19 @@
 """`make demo`: the daemon on three local anvil chains, finding forks of real protocol code across them.
 
-- chain "mainnet-sim" (1001): Uniswap V2's factory, and pairs created through it;
-- chain "bsc-sim" (1002): the PancakeSwap fork (factory and pairs), deployed by another team while the daemon runs;
-- chain "l2-sim" (1003), also while it runs: SushiSwap's pair (recompiled Uniswap V2), an ERC-20 implementation with EIP-1167 clones
+- chain "mainnet-sim" (chain id 1): Uniswap V2's factory, and pairs created through it;
+- chain "bsc-sim" (56): the PancakeSwap fork (factory and pairs), deployed by another team while the daemon runs;
+- chain "l2-sim" (10), also while it runs: SushiSwap's pair (recompiled Uniswap V2), an ERC-20 implementation with EIP-1167 clones
   made by a factory, and Uniswap V3's factory, which is unrelated code.
-The daemon follows all three over WebSocket into an embedded SQLite database under out/demo/; the demo prints
-the families it found across chains and its findings, and writes the fork graph. Ctrl-C, or the end, stops
+The daemon follows all three over WebSocket into an embedded SQLite database under out/demo/, and reads one feed:
+a local DeFiHackLabs checkout whose only entry says one of the Uniswap pairs on mainnet was drained. The demo
+prints the families found across chains, the findings (third parties' copies, and every copy of the drained
+code at risk) and the incident, and writes the fork graph. Ctrl-C, or the end, stops
 everything it started.
 """
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -24,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.support import npm_artifacts  # noqa: E402  (the demo reuses the test chain kit)
 from tests.support.anvil import anvil  # noqa: E402
+from tests.support.defihacklabs import write_checkout  # noqa: E402
 from tests.support.contracts import (  # noqa: E402
     clone_factory_creation, create_pair, creation_code, deploy, make_clone, runtime_deployer, word,
 )
@@ -39,7 +43,8 @@ def say(text: str) -> None:
 
 def config(chains: dict[str, object]) -> str:
     text = (f'# written by demo/daemon_demo.py\n[storage]\nurl = "sqlite:///{OUT / "kamiyo.db"}"\n\n'
-            f'[daemon]\nshutdown_grace = 5\n')
+            f'[daemon]\nshutdown_grace = 5\n\n[[feeds]]\nname = "defihacklabs"\ntype = "defihacklabs"\n'
+            f'path = "{OUT / "defihacklabs"}"\ninterval = 3600\n')
     for name, node in chains.items():
         text += (f'\n[[chains]]\nname = "{name}"\nchain_id = {node.chain_id}\nrpc = ["{node.http}"]\n'
                  f'ws = ["{node.ws}"]\nstart_block = 0\npoll_interval = 1.0\nrequests_per_second = 2000\n')
@@ -65,11 +70,27 @@ def wait_caught_up(nodes, daemon, timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
-def deploy_uniswap(node, team: str) -> str:
+def wait_findings_settle(quiet: float = 1.0, timeout: float = 20) -> None:
+    """The feed's join records its findings a moment after the chains are caught up: wait until none arrive."""
+    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(OUT / "kamiyo.db") as con:
+                count = con.execute("SELECT count(*) FROM findings").fetchone()[0]
+        except sqlite3.OperationalError:
+            count = -1
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.1)
+
+
+def deploy_uniswap(node, team: str) -> list[str]:
     factory = deploy(node, team, creation_code("uniswap-v2-factory"), word(team))
     pairs = [create_pair(node, team, factory, TOKENS[0], token) for token in TOKENS[1:4]]
     say(f"mainnet-sim: Uniswap V2 factory {factory} and 3 pairs created through it")
-    return pairs[0]
+    return pairs
 
 
 def deploy_pancake(node, team: str) -> None:
@@ -101,25 +122,31 @@ def report(uniswap_pair: str) -> None:
     print(kamiyo("graph", "export", "--format", "text", "--out", "-"))
     say(f"what Uniswap's pair {uniswap_pair} is related to, on every chain (kamiyo forks)")
     print(kamiyo("forks", f"mainnet-sim:{uniswap_pair}", "--format", "text"))
-    say("findings: third parties' copies (kamiyo findings --format text)")
+    say("findings: third parties' copies, and every copy of the drained pair's code (kamiyo findings)")
     print(kamiyo("findings", "--format", "text"))
+    say("the incident (kamiyo incidents --format text)")
+    print(kamiyo("incidents", "--format", "text"))
 
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for stale in OUT.glob("kamiyo.db*"):
         stale.unlink()
+    shutil.rmtree(OUT / "defihacklabs", ignore_errors=True)
     say("fetching protocol artifacts from the npm registry (cached after the first run)")
     for name in ("uniswap-v2-factory", "pancake-v2-factory", "uniswap-v2-erc20", "uniswap-v3-factory"):
         npm_artifacts.artifact_path(name)
     npm_artifacts.sushiswap_pair_runtime()
     with ExitStack() as stack:
         nodes = {name: stack.enter_context(anvil(chain_id))
-                 for name, chain_id in (("mainnet-sim", 1001), ("bsc-sim", 1002), ("l2-sim", 1003))}
+                 for name, chain_id in (("mainnet-sim", 1), ("bsc-sim", 56), ("l2-sim", 10))}
         say("three anvil chains: " + ", ".join(f"{n} ({node.chain_id}, port {node.port})" for n, node in nodes.items()))
         accounts = nodes["mainnet-sim"].rpc("eth_accounts")
         uniswap_team, pancake_team, l2_team, user = (a.lower() for a in accounts[:4])
-        uniswap_pair = deploy_uniswap(nodes["mainnet-sim"], uniswap_team)
+        uniswap_pair, drained = deploy_uniswap(nodes["mainnet-sim"], uniswap_team)[:2]
+        write_checkout(OUT / "defihacklabs", drained, int(nodes["mainnet-sim"].rpc("eth_blockNumber"), 16),
+                       name="UniswapPairDemo")
+        say(f"feed: a DeFiHackLabs entry says the Uniswap pair {drained} on mainnet was drained")
         (OUT / "kamiyo.toml").write_text(config(nodes))
         log = stack.enter_context(open(OUT / "daemon.log", "w"))
         daemon = subprocess.Popen([*KAMIYO, "run", "--config", str(OUT / "kamiyo.toml")], stderr=log,
@@ -130,6 +157,7 @@ def main() -> int:
             deploy_pancake(nodes["bsc-sim"], pancake_team)
             deploy_l2(nodes["l2-sim"], l2_team, user)
             wait_caught_up(nodes.values(), daemon)
+            wait_findings_settle()
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
