@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..analyzers.bytecode.lineage import ClassInfo, Lineage, Sighting
 from ..analyzers.bytecode.similarity import Link
 from ..analyzers.bytecode.sketch import deserialize, serialize
-from .schema import class_links, code_classes, deployments, known_code, proxy_upgrades
+from .schema import class_links, code_classes, deployments, known_code
 from .upsert import insert_new
 
 KNOWN_PREFIX = "known:"  # the origin of imported code: its label, never an address

@@ -19,7 +19,6 @@ from structlog.testing import capture_logs
 from kamiyo.chains.rpc import (
     Endpoint,
     RpcClient,
-    RpcError,
     RpcHttpError,
     RpcMalformedResponse,
     RpcRateLimited,
