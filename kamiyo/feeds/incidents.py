@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..storage.schema import feed_records, incidents
 from ..storage.upsert import insert_new
-from .merge import SOURCE_PRIORITY, Incident, Record, merge
+from .merge import SOURCE_PRIORITY, Incident, Record, merge, normalise
 from .model import ADVISORY, INCIDENT
 
 _COLUMNS = (feed_records.c.source, feed_records.c.ref, feed_records.c.kind, feed_records.c.protocol,
@@ -76,11 +76,30 @@ def incident_rows(records: Iterable[Any], source_types: Mapping[str, str],
     out = []
     for incident in merged:
         row = _row(incident, [stored[r.key] for r in incident.records])
+        out.append(row)
+    _relate_advisories(out)
+    for row in out:
         before = previous.get(row["id"])
         unchanged = before is not None and all(before.get(c) == row[c] for c in _CONTENT)
         row["updated_at"] = before["updated_at"] if unchanged else now
-        out.append(row)
     return out
+
+
+MIN_NAME = 5  # a shorter distinctive name ("dex", "ape") is too common to join an advisory by
+
+
+def _relate_advisories(rows: list[dict]) -> None:
+    """Advisories carry no chain or loss, so they never merge; an incident lists those that name its protocol
+    (its distinctive name within the advisory's package name) or one of its addresses."""
+    advisories = [(a["id"], normalise(a["protocol"]), {x["address"] for x in a["addresses"]})
+                  for a in rows if a["kind"] == ADVISORY]
+    for row in rows:
+        row["advisories"] = []
+        if row["kind"] == ADVISORY or not advisories:
+            continue
+        name, addresses = normalise(row["protocol"]), {x["address"] for x in row["addresses"]}
+        row["advisories"] = [aid for aid, package, named in advisories
+                             if (len(name) >= MIN_NAME and name in package) or addresses & named]
 
 
 def _record(row: Any, source_type: str) -> Record:

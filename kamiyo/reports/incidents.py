@@ -73,7 +73,8 @@ def _summary(row, names: ChainNames) -> dict:
             "date": row.day.isoformat() if row.day else None,
             "chains": [chain_label(names, c) for c in row.chains], "loss_usd": row.loss_usd,
             "classification": row.classification, "addresses": row.addresses, "tx_hashes": row.tx_hashes,
-            "sources": [{"source": s["source"], "ref": s["ref"]} for s in row.sources]}
+            "sources": [{"source": s["source"], "ref": s["ref"]} for s in row.sources],
+            "advisories": list(row.advisories or ())}
 
 
 async def incident_detail(engine: AsyncEngine, names: ChainNames, incident_id: str) -> dict | None:
@@ -154,7 +155,8 @@ def render_detail(detail: dict) -> str:
     lines += _fields([("chains", ", ".join(i["chains"]) or None), ("loss", _loss(i["loss_usd"], i["loss_text"])),
                       ("classification", i["classification"]), ("technique", i["technique"]),
                       ("addresses", _addresses(i["addresses"])), ("tx hashes", i["tx_hashes"]),
-                      ("references", i["references"]), ("updated", i["updated_at"])], "  ")
+                      ("references", i["references"]), ("advisories", i["advisories"] or None),
+                      ("updated", i["updated_at"])], "  ")
     sources = sorted({s["source"] for s in i["sources"]})
     lines += ["", f"Why one incident ({len(i['records'])} record(s) from {len(sources)} source(s): "
                   f"{', '.join(sources)}):"]

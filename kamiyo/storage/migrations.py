@@ -69,6 +69,16 @@ def _exploited(conn: Connection) -> None:
     schema.exploited_code.create(conn)
 
 
+def _advisories(conn: Connection) -> None:
+    # version 5 created `incidents` from the current definition: add the column only where a version-5 table lacks it
+    if "advisories" not in {c["name"] for c in inspect(conn).get_columns("incidents")}:
+        kind = schema.incidents.c.advisories.type.compile(conn.dialect)
+        conn.execute(text(f"ALTER TABLE incidents ADD COLUMN advisories {kind}"))
+    from ..feeds.incidents import rebuild_incidents_sync
+
+    rebuild_incidents_sync(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
@@ -76,6 +86,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "feed records and feed state", _feeds),
     Migration(5, "incidents merged from feed records", _incidents),
     Migration(6, "code of exploited contracts", _exploited),
+    Migration(7, "advisories related to incidents", _advisories),
 )
 LATEST = MIGRATIONS[-1].version
 

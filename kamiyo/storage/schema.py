@@ -195,6 +195,7 @@ incidents = Table(
     Column("sources", JSON, nullable=False),
     Column("why", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),  # when its content last changed
+    Column("advisories", JSON),  # ids of advisories that name its protocol or one of its addresses
 )
 
 # Victims named by incidents whose code the daemon has fingerprinted: their classes mark their families exploited.

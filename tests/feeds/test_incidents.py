@@ -289,3 +289,29 @@ def test_upgrading_a_database_that_holds_records_derives_its_incidents(tmp_path,
     # list, so the earliest record names Euler until a pull that changes records rebuilds with the types
     (protocol,), = table(db, "SELECT protocol FROM incidents WHERE day = '2023-03-13' AND sources LIKE '%llama%'")
     assert protocol == "EulerFinance"
+
+
+def test_an_advisory_naming_an_incidents_protocol_or_address_is_listed_with_it():
+    from datetime import date
+    from types import SimpleNamespace
+
+    from kamiyo.feeds.incidents import incident_rows
+
+    def row(source, ref, kind, protocol, addresses=()):
+        return SimpleNamespace(source=source, ref=ref, kind=kind, protocol=protocol, day=date(2024, 5, 1),
+                               chains=[1] if kind == "incident" else [], loss_usd=None, loss_text=None,
+                               classification=None, technique=None, addresses=list(addresses), tx_hashes=[],
+                               references=[])
+
+    victim = {"role": "victim", "chain_id": 1, "address": "0x" + "aa" * 20}
+    rows = incident_rows([row("defillama", "1", "incident", "Cosmos SDK Bridge"),
+                          row("defillama", "2", "incident", "Sturdy", [victim]),
+                          row("defillama", "3", "incident", "Ape"),
+                          row("osv", "GHSA-1", "advisory", "github.com/cosmos/cosmos-sdk (Go)"),
+                          row("osv", "GHSA-2", "advisory", "some-lib (npm)", [{**victim, "role": "other"}]),
+                          row("osv", "GHSA-3", "advisory", "grape-js (npm)")], {})
+    by_protocol = {r["protocol"]: r["advisories"] for r in rows if r["kind"] == "incident"}
+    ids = {r["protocol"]: r["id"] for r in rows}
+    assert by_protocol["Cosmos SDK Bridge"] == [ids["github.com/cosmos/cosmos-sdk (Go)"]]
+    assert by_protocol["Sturdy"] == [ids["some-lib (npm)"]]  # it names the incident's address
+    assert by_protocol["Ape"] == []  # too short a name to join by
