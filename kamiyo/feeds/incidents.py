@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..storage.schema import feed_records, incidents
+from ..storage.schema import feed_records, findings, incidents
 from ..storage.upsert import insert_new
 from .merge import SOURCE_PRIORITY, Incident, Record, merge, normalise
 from .model import ADVISORY, INCIDENT
@@ -45,6 +46,7 @@ async def rebuild_incidents(conn: AsyncConnection, source_types: Mapping[str, st
     `source_types` maps a feed's name to its type (e.g. {"llama": "defillama"}); a source missing from it is
     ranked by its name. Runs in the caller's transaction: commit it with the record writes."""
     rows = (await conn.execute(select(*_COLUMNS))).all()
+    rows += [finding_record(f) for f in await conn.execute(_exploit_findings())]
     previous = {row.id: dict(row._mapping) for row in await conn.execute(select(incidents))}
     fresh = incident_rows(rows, source_types or {}, previous)
     await conn.execute(delete(incidents))
@@ -55,12 +57,35 @@ async def rebuild_incidents(conn: AsyncConnection, source_types: Mapping[str, st
 def rebuild_incidents_sync(conn: Connection) -> int:
     """`rebuild_incidents` for a migration (a synchronous connection, no feed types known: sources by name)."""
     rows = conn.execute(select(*_COLUMNS)).all()
+    rows += [finding_record(f) for f in conn.execute(_exploit_findings())]
     previous = {row.id: dict(row._mapping) for row in conn.execute(select(incidents))}
     fresh = incident_rows(rows, {}, previous)
     conn.execute(delete(incidents))
     if fresh:
         conn.execute(incidents.insert(), fresh)
     return len(fresh)
+
+
+ONCHAIN = "kamiyo"  # the source name of the daemon's own exploit findings
+
+
+def _exploit_findings():
+    return select(findings).where(and_(findings.c.type == "exploit", findings.c.status == "active"))
+
+
+def finding_record(finding: Any) -> SimpleNamespace:
+    """The daemon's own exploit finding as a feed record, so that it merges with off-chain reports of the same
+    attack (a shared transaction, a shared victim). Its evidence may name the protocol and addresses by role."""
+    evidence = finding.evidence or {}
+    addresses = [{"role": a.get("role", "other"), "chain_id": finding.chain_id, "address": str(a["address"]).lower()}
+                 for a in evidence.get("addresses", ()) if isinstance(a, dict) and a.get("address")]
+    return SimpleNamespace(
+        source=ONCHAIN, ref=finding.fingerprint, kind=INCIDENT,
+        protocol=str(evidence.get("protocol") or f"{finding.kind} {finding.subject}"),
+        day=finding.created_at.date() if finding.created_at else None, chains=[finding.chain_id],
+        loss_usd=evidence.get("loss_usd"), loss_text=None, classification=finding.kind,
+        technique=evidence.get("technique"), addresses=addresses,
+        tx_hashes=[finding.tx_hash] if finding.tx_hash else [], references=[])
 
 
 def incident_rows(records: Iterable[Any], source_types: Mapping[str, str],

@@ -315,3 +315,48 @@ def test_an_advisory_naming_an_incidents_protocol_or_address_is_listed_with_it()
     assert by_protocol["Cosmos SDK Bridge"] == [ids["github.com/cosmos/cosmos-sdk (Go)"]]
     assert by_protocol["Sturdy"] == [ids["some-lib (npm)"]]  # it names the incident's address
     assert by_protocol["Ape"] == []  # too short a name to join by
+
+
+def test_the_daemons_own_exploit_finding_merges_with_the_off_chain_report_of_the_same_attack():
+    from datetime import date, datetime, timezone
+    from types import SimpleNamespace
+
+    from kamiyo.feeds.incidents import ONCHAIN, finding_record, incident_rows
+
+    tx = "0x" + "c3" * 32
+    report = SimpleNamespace(source="rekt", ref="https://rekt.news/x", kind="incident", protocol="Xyz Finance",
+                             day=date(2026, 11, 30), chains=[1], loss_usd=5e6, loss_text="$5M",
+                             classification=None, technique=None, addresses=[], tx_hashes=[tx], references=[])
+    finding = SimpleNamespace(fingerprint="0x" + "f0" * 32, kind="reentrancy", type="exploit", chain_id=1,
+                              subject="0x" + "aa" * 20, tx_hash=tx, created_at=datetime(2026, 11, 30, tzinfo=timezone.utc),
+                              evidence={"addresses": [{"role": "victim", "address": "0x" + "AA" * 20}]})
+    rows = incident_rows([report, finding_record(finding)], {})
+    assert len(rows) == 1 and {s["source"] for s in rows[0]["sources"]} == {"rekt", ONCHAIN}
+    assert any("shared transaction" in why for why in rows[0]["why"])
+    assert {"role": "victim", "chain_id": 1, "address": "0x" + "aa" * 20} in rows[0]["addresses"]
+
+
+async def test_rebuilding_reads_active_exploit_findings_from_the_database(tmp_path):
+    from sqlalchemy import select
+
+    from kamiyo.config import StorageSettings
+    from kamiyo.feeds.incidents import ONCHAIN, rebuild_incidents
+    from kamiyo.findings import Finding, FindingType, Severity
+    from kamiyo.storage.engine import create_engine
+    from kamiyo.storage.findings import record_finding
+    from kamiyo.storage.migrations import upgrade
+    from kamiyo.storage.schema import incidents
+
+    engine = create_engine(StorageSettings(url=f"sqlite:///{tmp_path / 'k.db'}"))
+    try:
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            for n, kind in enumerate((FindingType.EXPLOIT, FindingType.SUSPICIOUS)):
+                await record_finding(conn, Finding("flash-loan", Severity.HIGH, kind, 1, "0x" + "aa" * 20, 7,
+                                                   "0x" + f"{n:02x}" * 32, "0x" + f"{n:02x}" * 32,
+                                                   {"protocol": "Victim Protocol"}))
+            assert await rebuild_incidents(conn) == 1  # the exploit finding only
+            (row,) = (await conn.execute(select(incidents))).all()
+    finally:
+        await engine.dispose()
+    assert row.protocol == "Victim Protocol" and row.sources[0]["source"] == ONCHAIN
