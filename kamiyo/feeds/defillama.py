@@ -26,18 +26,16 @@ The payload's size is bounded by the fetcher (`max_bytes`), not here.
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import datetime, timezone
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from .. import log
 from ..chains.registry import resolve_chain
 from .model import INCIDENT, FeedFormatError, Report
+from .payload import describe, load_json, validated
 
-MAX_DEPTH = 32  # the hack list is 3 deep; deeper is not this source, and raw must survive json.dumps later
 _EARLIEST, _LATEST = 1230768000, 4102444800  # 2009-01-01 .. 2100-01-01 UTC
 _MAX_LOSS = 1e12
 
@@ -84,92 +82,13 @@ class Hack(BaseModel):
         raise ValueError("expected a string of at most 200 characters or an integer")
 
 
-def load_json(payload: bytes, source: str, what: str) -> Any:
-    """Bytes → JSON value, or `FeedFormatError`. Shared by the JSON feeds: the one place that decides what JSON
-    is acceptable at all (UTF-8/16/32, finite numbers, at most `MAX_DEPTH` deep)."""
-    if not payload.strip():
-        raise FeedFormatError(f"{source}: {what} is empty", source=source)
-    try:
-        value = json.loads(payload, parse_float=_finite, parse_int=_integer, parse_constant=_no_constant)
-    except RecursionError as exc:
-        raise FeedFormatError(f"{source}: {what} is nested too deeply to be read", source=source) from exc
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer past the digit limit, _finite
-        raise FeedFormatError(f"{source}: {what} is not valid JSON: {exc}", source=source) from exc
-    if _depth(value) > MAX_DEPTH:
-        raise FeedFormatError(f"{source}: {what} is nested deeper than {MAX_DEPTH} levels", source=source)
-    return value
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
-def _integer(text: str) -> int:
-    digits = len(text.lstrip("-"))
-    if digits > 309 or abs(value := int(text)) > sys.float_info.max:  # no double holds it: not an amount of anything
-        raise ValueError(f"number {text[:20]}… ({digits} digits) is out of range")
-    return value
-
-
-def _no_constant(text: str) -> NoReturn:
-    raise ValueError(f"{text} is not a JSON number")
-
-
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            deepest = max(deepest, depth)
-            if depth <= MAX_DEPTH:  # past the limit the answer is known; do not walk a hostile tree further
-                stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return deepest
-
-
-def describe(value: Any) -> str:
-    """A JSON value named for an error message: its type, and a bounded glimpse of it."""
-    kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number")
-    try:
-        glimpse = repr(value)
-    except ValueError:  # an integer too long to print
-        glimpse = "…"
-    return f"{kind} ({glimpse[:60]}{'…' if len(glimpse) > 60 else ''})"
-
-
-def problem(exc: ValidationError) -> str:
-    """The first thing pydantic found wrong, as `field: message (got …)`, plus how many more there are."""
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "record"
-    text = f"{where}: {first['msg'].removeprefix('Value error, ')}"
-    if first["type"] != "missing":
-        text += f", got {describe(first.get('input'))}"
-    return text + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
-
-
 def parse(payload: bytes, source: str) -> list[Report]:
     data = load_json(payload, source, "the DeFiLlama hack list")
     if not isinstance(data, list):
         raise FeedFormatError(f"{source}: the DeFiLlama hack list must be a JSON array, got {describe(data)}",
                               source=source)
-    reports = []
-    for index, item in enumerate(data):
-        if not isinstance(item, dict):
-            raise FeedFormatError(f"{source}: hack {index} must be an object, got {describe(item)}",
-                                  source=source, index=index)
-        try:
-            hack = Hack.model_validate(item)
-        except ValidationError as exc:
-            name = item.get("name")
-            label = f" ({name[:60]!r})" if isinstance(name, str) else ""
-            raise FeedFormatError(f"{source}: hack {index}{label}: {problem(exc)}", source=source,
-                                  index=index) from exc
-        reports.append(_report(hack, item, source))
-    return reports
+    return [_report(hack, item, source)
+            for hack, item in validated(data, Hack, source, "hack", label_key="name")]
 
 
 def _report(hack: Hack, raw: dict[str, Any], source: str) -> Report:

@@ -28,17 +28,14 @@ import re
 from datetime import date, datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from .. import log
-from .defillama import describe, load_json, problem
 from .model import ADVISORY, FeedFormatError, Report, RoleAddress
+from .payload import ADDRESS, TX_HASH, describe, load_json, validated
 
 _log = log.get("kamiyo.feeds.osv")
 
-# An address is 40 hex digits not inside a longer run of word characters, so a tx hash is never read as one.
-ADDRESS = re.compile(r"(?<![0-9a-zA-Z])0x[0-9a-fA-F]{40}(?![0-9a-zA-Z])")
-TX_HASH = re.compile(r"(?<![0-9a-zA-Z])0x[0-9a-fA-F]{64}(?![0-9a-zA-Z])")
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Text = Annotated[str, StringConstraints(max_length=500)]
@@ -98,20 +95,8 @@ class Vuln(BaseModel):
 
 def parse(payload: bytes, source: str) -> list[Report]:
     records = _records(load_json(payload, source, "the OSV payload"), source)
-    reports = []
-    for index, item in enumerate(records):
-        if not isinstance(item, dict):
-            raise FeedFormatError(f"{source}: OSV record {index} must be an object, got {describe(item)}",
-                                  source=source, index=index)
-        try:
-            vuln = Vuln.model_validate(item)
-        except ValidationError as exc:
-            ident = item.get("id")
-            label = f" ({ident[:60]!r})" if isinstance(ident, str) else ""
-            raise FeedFormatError(f"{source}: OSV record {index}{label}: {problem(exc)}", source=source,
-                                  index=index) from exc
-        reports.append(_report(vuln, item, source))
-    return reports
+    return [_report(vuln, item, source)
+            for vuln, item in validated(records, Vuln, source, "OSV record", label_key="id")]
 
 
 def _records(data: Any, source: str) -> list[Any]:

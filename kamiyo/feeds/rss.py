@@ -48,7 +48,7 @@ import feedparser
 from ..chains.registry import explorer_chain
 from .amounts import parse_usd
 from .model import INCIDENT, FeedFormatError, Report, RoleAddress
-from .osv import ADDRESS, TX_HASH
+from .payload import ADDRESS, TX_HASH
 
 MAX_TITLE, MAX_LINK = 500, 2048
 _REKT = re.compile(r"\s*[-–—|:]\s*rekt(?:\s+(?:\d+|[ivx]+))?\s*$", re.IGNORECASE)

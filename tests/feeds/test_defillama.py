@@ -11,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from kamiyo.feeds import defillama
+from kamiyo.feeds import payload as json_payloads
 from kamiyo.feeds.model import INCIDENT, FeedFormatError
 
 SUBSET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "feeds" / "defillama-hacks-subset.json"
@@ -144,7 +145,7 @@ def test_a_bad_record_refuses_the_whole_payload(records, change, words):
 def test_deep_nesting_is_refused_not_a_recursion_error():
     refused(b"[" * 100_000 + b"]" * 100_000, "nested too deeply")  # past Python's recursion limit
     nested = b'[{"date": 1693094400, "name": "x", "extra": ' + b"[" * 40 + b"]" * 40 + b"}]"
-    refused(nested, f"nested deeper than {defillama.MAX_DEPTH}")  # readable, but not this source
+    refused(nested, f"nested deeper than {json_payloads.MAX_DEPTH}")  # readable, but not this source
 
 
 def test_huge_numbers_are_refused():
