@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import KamiyoError
 
 DEFAULT_PATH = Path("/etc/kamiyo/kamiyo.toml")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}\Z")
 
 
 class ConfigError(KamiyoError):
@@ -223,12 +225,47 @@ OSV_QUERY_URL = "https://api.osv.dev/v1/query"
 FeedSettings = Annotated[DefiLlamaFeed | DefiHackLabsFeed | RssFeed | OsvFeed, Field(discriminator="type")]
 
 
+class WatchSettings(_Strict):
+    """An address the analyzers are told to watch (`[[watch]]`): on a configured chain, by its name."""
+
+    chain: str
+    address: str  # stored lowercase
+    label: Annotated[str, Field(min_length=1)] | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        if not _ADDRESS.match(address):
+            raise ValueError("expected an address: 0x and 40 hex digits")
+        return address.lower()
+
+
 class Settings(_Strict):
     storage: StorageSettings
     daemon: DaemonSettings = DaemonSettings()
     metrics: MetricsSettings | None = None
     chains: list[ChainSettings] = []
     feeds: list[FeedSettings] = []
+    analyzers: dict[str, dict] = {}  # [analyzers.<id>] as written, each checked against that analyzer's Settings
+    watch: list[WatchSettings] = []
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _cross_checked(cls, data: Any, handler) -> Settings:
+        """The checks that need more than one key: analyzer tables against the analyzers' own models, watched
+        chains against [[chains]]. They run even when the rest failed, so every problem is listed at once."""
+        errors: list[dict] = []
+        try:
+            settings = handler(data)
+        except ValidationError as exc:
+            errors.extend(line_errors(exc))
+            settings = None
+        if isinstance(data, dict):
+            errors.extend(_analyzer_errors(data.get("analyzers")))
+            errors.extend(_watch_errors(data.get("chains"), data.get("watch")))
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return settings
 
     @model_validator(mode="after")
     def _unique(self) -> Settings:
@@ -253,6 +290,66 @@ class Settings(_Strict):
             if chain.name == name:
                 return chain
         raise KeyError(name)
+
+    def watched(self, chain: str) -> dict[str, str | None]:
+        """The [[watch]] addresses on one chain (by name), lowercase address -> label (None without one)."""
+        return {w.address: w.label for w in self.watch if w.chain == chain}
+
+
+def line_error(loc: tuple, message: str, value: Any = None, kind: str = "config") -> dict:
+    """One pydantic line error at `loc`, for ValidationError.from_exception_data (the message goes in as
+    context: as a template its braces would be read as placeholders)."""
+    return {"type": PydanticCustomError(kind, "{message}", {"message": message}), "loc": loc, "input": value}
+
+
+def line_errors(exc: ValidationError, prefix: tuple = ()) -> list[dict]:
+    """The errors of `exc`, under `prefix`, in the shape that builds a ValidationError again: what pydantic
+    reports cannot be passed back as it is (a custom error type is not a known one), so each keeps its type
+    name and message."""
+    return [line_error((*prefix, *e["loc"]), e["msg"], e.get("input"), e["type"])
+            for e in exc.errors(include_url=False)]
+
+
+def _analyzer_errors(tables: Any) -> list[dict]:
+    """Each [analyzers.<id>] table against that analyzer's Settings (a plugin's too). The registry is imported
+    here, not at module level, so importing the configuration never imports every analyzer."""
+    if not isinstance(tables, dict):
+        return []  # absent, or not a table: the field's own validation says so
+    tables = {key: table for key, table in tables.items() if isinstance(table, dict)}
+    if not tables:
+        return []
+    from .analyzers.tx.registry import AnalyzerRegistryError, analyzer_settings, load_registry
+
+    try:
+        analyzer_settings(load_registry(), tables)
+    except AnalyzerRegistryError as exc:
+        return [line_error(("analyzers",), str(exc), tables)]
+    except ValidationError as exc:
+        return line_errors(exc)
+    return []
+
+
+def _watch_errors(chains: Any, watch: Any) -> list[dict]:
+    if not isinstance(watch, list):
+        return []
+    names = {c["name"].strip() for c in chains if isinstance(c, dict) and isinstance(c.get("name"), str)} \
+        if isinstance(chains, list) else set()
+    errors, seen = [], set()
+    for i, entry in enumerate(watch):
+        if not isinstance(entry, dict) or not isinstance(entry.get("chain"), str):
+            continue
+        chain = entry["chain"].strip()
+        if chain not in names:
+            known = ", ".join(sorted(names)) or "none"
+            errors.append(line_error(("watch", i, "chain"),
+                                     f"no [[chains]] entry is named {chain!r} (configured: {known})", chain))
+        address = entry.get("address")
+        if isinstance(address, str):
+            key = (chain, address.strip().lower())
+            if key in seen:
+                errors.append(line_error(("watch", i), f"{key[1]} on {chain} is watched twice", entry))
+            seen.add(key)
+    return errors
 
 
 _FEED_TYPES = ("defillama", "defihacklabs", "rss", "osv")

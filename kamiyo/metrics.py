@@ -2,7 +2,8 @@
 
 prometheus-client rather than our own counters: its exposition format, label handling and metric types are what
 every scraper expects. What a chain cannot do shows here as well as in the logs: a pipeline that is down, a node
-without traces (factory-made contracts are then missed), a reorg, an endpoint's errors by kind.
+without traces (factory-made contracts are then missed, trace analyzers skipped), a reorg, an endpoint's errors
+by kind, an analyzer that fails.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ DEPLOYMENT_SOURCE = Gauge(
     ["chain", "method"], registry=REGISTRY)
 RPC_ERRORS = Counter("kamiyo_rpc_errors", "RPC failures by endpoint (redacted) and kind", ["endpoint", "kind"],
                      registry=REGISTRY)
+ANALYZER_FAILURES = Counter("kamiyo_analyzer_failures",
+                            "Blocks on which an analyzer raised or returned something other than its own findings",
+                            ["analyzer"], registry=REGISTRY)
+ANALYZER_SKIPPED = Counter("kamiyo_analyzer_skipped", "Blocks an analyzer did not run on, by reason (no-traces)",
+                           ["analyzer", "reason"], registry=REGISTRY)
 
 
 async def serve(host: str, port: int) -> web.AppRunner:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+from pydantic import Field
 
+from kamiyo.analyzers.tx.base import Analyzer, AnalyzerInfo, NoSettings
 from kamiyo.cli import main
 from kamiyo.config import ConfigError, config_path, load, parse
+from kamiyo.findings import Severity
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = """
@@ -139,3 +145,119 @@ def test_check_config_command(tmp_path, capsys):
     assert err.startswith(f"kamiyo: error: {bad}: 2 problem(s)")
     assert "chains[0].chain_id:" in err and "chains[0].confirmation: unknown key" in err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------- [[watch]], [analyzers]
+
+WATCHED = "0x1F9840a85d5aF5bf1D1762F925BDADdC4201F984"
+
+
+def test_watched_addresses_are_lowercased_and_grouped_by_chain():
+    settings = parse(MINIMAL + f"""
+[[watch]]
+chain = "ethereum"
+address = "{WATCHED}"
+label = "UNI token"
+
+[[watch]]
+chain = "ethereum"
+address = "0x{'ab' * 20}"
+""")
+    assert settings.watch[0].address == WATCHED.lower()
+    assert settings.watched("ethereum") == {WATCHED.lower(): "UNI token", "0x" + "ab" * 20: None}
+    assert settings.watched("bsc") == {}
+    assert parse(MINIMAL).watch == [] and parse(MINIMAL).analyzers == {}
+
+
+def test_watch_problems_are_listed_with_the_rest():
+    problems = problems_of(MINIMAL.replace("chain_id = 1", "chain_id = 0") + f"""
+[[watch]]
+chain = "bsc"
+address = "{WATCHED}"
+
+[[watch]]
+chain = "ethereum"
+address = "0x1234"
+colour = "red"
+
+[[watch]]
+chain = "ethereum"
+address = "{WATCHED}"
+label = ""
+
+[[watch]]
+chain = "ethereum"
+address = "{WATCHED.lower()}"
+""")
+    assert problems == [
+        "chains[0].chain_id: Input should be greater than 0",
+        "watch[1].address: expected an address: 0x and 40 hex digits",
+        "watch[1].colour: unknown key",
+        "watch[2].label: String should have at least 1 character",
+        "watch[0].chain: no [[chains]] entry is named 'bsc' (configured: ethereum)",
+        f"watch[3]: {WATCHED.lower()} on ethereum is watched twice",
+    ]
+
+
+class _FlashSettings(NoSettings):
+    min_profit_usd: Annotated[float, Field(gt=0)] = 100_000.0
+
+
+class _FlashLoan(Analyzer):
+    info = AnalyzerInfo(id="flash-loan", title="Flash-loan attack", description="Borrow, drain, repay in one tx.",
+                        severity=Severity.HIGH, confidence=0.7, consumes=frozenset({"logs"}))
+    Settings = _FlashSettings
+
+    def analyze(self, activity):
+        return []
+
+
+@pytest.fixture
+def fake_registry(monkeypatch):
+    """The registry is not what these tests are about (tests/analyzers/tx is): one known analyzer, and a count of
+    how often the configuration asked for it."""
+    from kamiyo.analyzers.tx import registry
+
+    loads = []
+    monkeypatch.setattr(registry, "load_registry", lambda include_plugins=True: loads.append(1) or {
+        "flash-loan": _FlashLoan})
+    return loads
+
+
+def test_analyzer_tables_report_every_bad_key_with_its_path(fake_registry):
+    problems = problems_of("""
+[storage]
+url = "mysql://db"
+
+[analyzers.flash-loan]
+min_profit_usd = -5
+min_loss = 3
+
+[analyzers.sandwich]
+enabled = true
+
+[analyzers]
+whale = "on"
+""")
+    assert problems == [
+        "storage.url: expected a sqlite:/// or postgresql:// URL",
+        "analyzers.whale: Input should be a valid dictionary",
+        "analyzers.sandwich: no analyzer has this id (known: flash-loan)",
+        "analyzers.flash-loan.min_profit_usd: Input should be greater than 0",
+        "analyzers.flash-loan.min_loss: unknown key",
+    ]
+    settings = parse(MINIMAL + "[analyzers.flash-loan]\nmin_profit_usd = 1e6\nenabled = false\n")
+    assert settings.analyzers == {"flash-loan": {"min_profit_usd": 1e6, "enabled": False}}
+
+
+def test_the_registry_is_consulted_only_for_analyzer_tables(fake_registry):
+    parse(MINIMAL)
+    assert fake_registry == []
+    parse(MINIMAL + "[analyzers.flash-loan]\n")
+    assert fake_registry == [1]
+
+
+def test_importing_the_configuration_does_not_import_the_analyzers():
+    code = "import sys, kamiyo.config; print(sorted(m for m in sys.modules if m.startswith('kamiyo.analyzers')))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
