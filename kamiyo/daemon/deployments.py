@@ -48,6 +48,7 @@ class _Fetched:
     found: list[NewContract]
     codes: list[bytes]
     upgrades: list[Upgrade]
+    analyzed: list[Finding] = field(default_factory=list)  # the transaction analyzers' findings
 
 
 @dataclass
@@ -68,8 +69,9 @@ class _BlockOutput:
 
 class DeploymentStage:
     def __init__(self, finder: DeploymentFinder, linker: Linker, engine: AsyncEngine,
-                 proxies: ProxyReader | None = None) -> None:
+                 proxies: ProxyReader | None = None, analysis=None) -> None:
         self.finder = finder
+        self.analysis = analysis  # an AnalysisStage: the block's activity through the transaction analyzers
         self.linker = linker
         self.engine = engine
         self.proxies = proxies or ProxyReader(finder.client)
@@ -97,7 +99,8 @@ class DeploymentStage:
     async def _fetch(self, block: BlockRef) -> _Fetched:
         found = await self.finder.find(block.number)
         upgrades = await self.proxies.upgrades(block.hash, block.number)
-        return _Fetched(found, await self.finder.code(found), upgrades)
+        analyzed = await self.analysis(block) if self.analysis is not None else []
+        return _Fetched(found, await self.finder.code(found), upgrades, analyzed)
 
     async def _fetched(self, block: BlockRef) -> _Fetched:
         at = self._position.get(block.hash)
@@ -110,7 +113,7 @@ class DeploymentStage:
 
     async def __call__(self, block: BlockRef) -> Write | None:
         fetched = await self._fetched(block)
-        if not fetched.found and not fetched.upgrades:
+        if not fetched.found and not fetched.upgrades and not fetched.analyzed:
             return None
         rows, standards = {}, {}
         for contract, code in zip(fetched.found, fetched.codes):
@@ -119,7 +122,8 @@ class DeploymentStage:
             rows[contract.address] = deployment_row(contract, code, seen, origin, block.timestamp)
             standards[contract.address] = seen.standard
         await self._read_implementations(rows, standards, block.number)
-        output = _BlockOutput(block, keys={r["skeleton_hash"] for r in rows.values()}, rows=list(rows))
+        output = _BlockOutput(block, keys={r["skeleton_hash"] for r in rows.values()}, rows=list(rows),
+                              findings=list(fetched.analyzed))
         output.upgrades = upgrade_rows = await self._upgrades(fetched.upgrades, rows)
         families = {}
         for row in rows.values():

@@ -26,6 +26,7 @@ from ..errors import KamiyoError
 from ..storage.engine import create_engine
 from ..storage.migrations import upgrade
 from .follower import ReorgTooDeep
+from ..analyzers.tx.runner import AnalyzerSet
 from .exploits import load_exploited
 from .feeds import follow_feeds
 from .linking import Linker
@@ -65,14 +66,15 @@ async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def follow_chain(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event,
-                       heartbeats: Heartbeats | None = None) -> None:
+                       heartbeats: Heartbeats | None = None, analyzers: AnalyzerSet | None = None,
+                       watched: dict[str, str | None] | None = None) -> None:
     """One chain until `stop`: heads by WebSocket subscription where `ws` is configured (the follower still
     catches up over HTTP, which fills any gap a dropped socket left), else polling every poll_interval."""
     heads = HeadSignal() if chain.ws else None
     watcher = asyncio.create_task(WsHeadSubscription(chain.ws).run(heads.notify, stop),
                                   name=f"{chain.name}.heads") if heads else None
     try:
-        await _follow(chain, engine, linker, stop, heads, heartbeats or Heartbeats())
+        await _follow(chain, engine, linker, stop, heads, heartbeats or Heartbeats(), analyzers, watched)
     finally:
         if watcher is not None:  # a chain stopped for good must not leave its subscription running
             watcher.cancel()
@@ -80,13 +82,13 @@ async def follow_chain(chain: ChainSettings, engine, linker: Linker, stop: async
 
 
 async def _follow(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event, heads: HeadSignal | None,
-                  heartbeats: Heartbeats) -> None:
+                  heartbeats: Heartbeats, analyzers: AnalyzerSet | None, watched: dict | None) -> None:
     clog = log.get("kamiyo.daemon").bind(chain=chain.name, chain_id=chain.chain_id)
     backoff = chain.poll_interval
     while not stop.is_set():
         try:
             async with RpcClient(chain.rpc, requests_per_second=chain.requests_per_second) as client:
-                follower = build_pipeline(chain, client, engine, linker)
+                follower = build_pipeline(chain, client, engine, linker, analyzers, watched)
                 try:
                     await follower.start()
                     metrics.CHAIN_UP.labels(chain.name).set(1)
@@ -124,11 +126,14 @@ class Supervisor:
         self.engine, self.linker, self.heartbeats, self.grace = engine, linker, heartbeats, grace
         self.running: dict[str, tuple[ChainSettings, asyncio.Event, asyncio.Task]] = {}
         self.feeds: tuple[Settings, asyncio.Event, asyncio.Task] | None = None
+        self.analyzers: AnalyzerSet | None = None
+        self.watched: dict[str, dict[str, str | None]] = {}  # chain name -> watched address -> label
         self.log = log.get("kamiyo.daemon")
 
     def start(self, chain: ChainSettings) -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(follow_chain(chain, self.engine, self.linker, stop, self.heartbeats),
+        task = asyncio.create_task(follow_chain(chain, self.engine, self.linker, stop, self.heartbeats,
+                                                self.analyzers, self.watched.get(chain.name, {})),
                                    name=chain.name)
         self.running[chain.name] = (chain, stop, task)
 
@@ -174,11 +179,18 @@ class Supervisor:
         await asyncio.gather(task, return_exceptions=True)
         self.heartbeats.retire("feeds")
 
-    async def apply(self, chains: list[ChainSettings]) -> dict[str, list[str]]:
-        """Make the running set match `chains`: removed ones stop, changed ones restart, new ones start."""
+    async def apply(self, chains: list[ChainSettings], settings: Settings | None = None) -> dict[str, list[str]]:
+        """Make the running set match `chains`: removed ones stop, changed ones restart, new ones start. With
+        `settings`, analyzers and watched contracts are taken from it; chains whose share of them changed restart."""
         wanted = {c.name: c for c in chains}
+        before = (self.analyzers.ids if self.analyzers else None, dict(self.watched))
+        if settings is not None:
+            self.analyzers = AnalyzerSet.from_settings(settings)
+            self.watched = {c.name: settings.watched(c.name) for c in chains}
+        retuned = {n for n in wanted if (self.analyzers.ids if self.analyzers else None) != before[0]
+                   or self.watched.get(n, {}) != before[1].get(n, {})} if settings is not None else set()
         removed = sorted(set(self.running) - set(wanted))
-        changed = sorted(n for n in set(self.running) & set(wanted) if self.running[n][0] != wanted[n])
+        changed = sorted(n for n in set(self.running) & set(wanted) if self.running[n][0] != wanted[n] or n in retuned)
         added = sorted(set(wanted) - set(self.running))
         await self.stop(removed + changed)
         for name in changed + added:
@@ -193,6 +205,7 @@ def _reload(supervisor: Supervisor, settings: Settings, load_settings: Callable[
         notifier.reloading()
         try:
             new = load_settings()
+            AnalyzerSet.from_settings(new)  # an analyzer it cannot build refuses the file like a bad key
         except KamiyoError as exc:  # a broken file keeps the running configuration, loudly
             supervisor.log.error("config.reload_failed", error=str(exc))
             notifier.ready(status="reload failed; running the previous configuration")
@@ -200,7 +213,7 @@ def _reload(supervisor: Supervisor, settings: Settings, load_settings: Callable[
         if new.storage != settings.storage:
             supervisor.log.warning("config.storage_unchanged", detail="[storage] changes need a restart")
         classes = await supervisor.linker.refresh(supervisor.engine)  # known code imported meanwhile
-        changes = await supervisor.apply(new.chains)
+        changes = await supervisor.apply(new.chains, new)
         supervisor.grace = new.daemon.shutdown_grace
         settings = new.model_copy(update={"storage": settings.storage})
         changes["feeds_restarted"] = await supervisor.apply_feeds(settings)
@@ -236,7 +249,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None,
         linker = await Linker.load(engine)
         await load_exploited(engine, linker)
         supervisor = Supervisor(engine, linker, heartbeats, settings.daemon.shutdown_grace)
-        await supervisor.apply(settings.chains)
+        await supervisor.apply(settings.chains, settings)
         await supervisor.apply_feeds(settings)
         reload = _reload(supervisor, settings, load_settings or (lambda: settings), notifier)
         dlog.info("daemon.started", chains=sorted(supervisor.running), classes=len(linker.lineage))
