@@ -14,17 +14,9 @@ from kamiyo.analyzers.tx.base import Analyzer, AnalyzerInfo, NoSettings
 from kamiyo.cli import main
 from kamiyo.config import ConfigError, config_path, load, parse
 from kamiyo.findings import Severity
+from tests.support.config import MINIMAL
 
 REPO = Path(__file__).resolve().parents[1]
-MINIMAL = """
-[storage]
-url = "sqlite:////tmp/kamiyo-test.db"
-
-[[chains]]
-name = "ethereum"
-chain_id = 1
-rpc = ["http://127.0.0.1:8545"]
-"""
 
 
 def problems_of(text: str) -> list[str]:

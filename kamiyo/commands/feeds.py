@@ -15,7 +15,7 @@ from datetime import date
 from . import CONFIG_HELP
 from ..errors import InputError
 from ..reports.table import render_table
-from .query import _chain_names, _limit, _print_json, _read
+from .query import _chain_names, _limit, _print_json, _print_limited, _read
 
 
 def cmd_feeds_pull(args: argparse.Namespace) -> int:
@@ -133,15 +133,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     # one more than is shown: whether the list was cut is then known without counting every match
     report = _read(settings, lambda engine: incidents_report(engine, _chain_names(settings), since=since,
                                                              chain=chain, limit=limit + 1))
-    cut = len(report["incidents"]) > limit
-    report["incidents"] = report["incidents"][:limit]
-    if (args.format or "json") == "json":
-        _print_json(report)
-    else:
-        sys.stdout.write(render_text(report))
-    if cut:
-        print(f"kamiyo: more incidents match than the {limit} shown (narrow with --since, or raise --limit)",
-              file=sys.stderr)
+    _print_limited(report, "incidents", limit, args.format, render_text)
     return 0
 
 

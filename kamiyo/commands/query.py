@@ -149,6 +149,19 @@ def cmd_graph_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_limited(report: dict, key: str, limit: int, fmt: str | None, render_text) -> None:
+    """Print a report fetched with limit + 1 rows: the first `limit`, and a note on stderr when more matched."""
+    cut = len(report[key]) > limit
+    report[key] = report[key][:limit]
+    if (fmt or "json") == "json":
+        _print_json(report)
+    else:
+        sys.stdout.write(render_text(report))
+    if cut:
+        print(f"kamiyo: more {key} match than the {limit} shown (narrow with --since, or raise --limit)",
+              file=sys.stderr)
+
+
 def cmd_findings(args: argparse.Namespace) -> int:
     from ..config import load
     from ..reports.findings import findings_report, render_text
@@ -161,15 +174,7 @@ def cmd_findings(args: argparse.Namespace) -> int:
     report = _read(settings, lambda engine: findings_report(engine, _chain_names(settings), since=since,
                                                             kind=args.kind, chain_id=chain_id, status=args.status,
                                                             limit=limit + 1))
-    cut = len(report["findings"]) > limit
-    report["findings"] = report["findings"][:limit]
-    if args.format == "json":
-        _print_json(report)
-    else:
-        sys.stdout.write(render_text(report))
-    if cut:
-        print(f"kamiyo: more findings match than the {limit} shown (narrow with --since, or raise --limit)",
-              file=sys.stderr)
+    _print_limited(report, "findings", limit, args.format, render_text)
     return 0
 
 

@@ -33,17 +33,10 @@ from kamiyo.config import ConfigError, parse
 from kamiyo.errors import KamiyoError
 from kamiyo.findings import Finding, FindingType, Severity, fingerprint
 from kamiyo.metrics import REGISTRY
+from tests.support.config import MINIMAL
 
 REPO = Path(__file__).resolve().parents[3]
-BASE = """
-[storage]
-url = "sqlite:////tmp/kamiyo-test.db"
-
-[[chains]]
-name = "ethereum"
-chain_id = 1
-rpc = ["http://127.0.0.1:8545"]
-"""
+BASE = MINIMAL
 BLOCK = BlockRef(chain_id=1, number=19_000_000, hash="0x" + "ab" * 32, parent_hash="0x" + "cd" * 32)
 
 # The module every fake analyzer lives in: real Python source on a real sys.path entry.
