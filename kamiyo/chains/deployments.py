@@ -19,6 +19,12 @@ TRACE_BLOCK, DEBUG_TRACE, RECEIPTS = "trace_block", "debug_traceBlockByNumber", 
 
 
 @dataclass(frozen=True, slots=True)
+class BlockTraces:
+    method: str  # TRACE_BLOCK, DEBUG_TRACE or RECEIPTS
+    raw: object  # the node's answer, unread
+
+
+@dataclass(frozen=True, slots=True)
 class NewContract:
     chain_id: int
     address: str  # lowercase 0x
@@ -61,15 +67,27 @@ class DeploymentFinder:
         return self.method
 
     async def find(self, number: int) -> list[NewContract]:
+        return self.found_in(number, await self.fetch(number))
+
+    async def fetch(self, number: int) -> BlockTraces:
+        """The block's answer from the cheapest source: its traces, or its receipts where there are none. The
+        transaction analyzers read the same answer, so a traced block is traced once."""
         if self.method is None:
             async with self._probing:  # blocks fetched ahead all start here: probe once
                 if self.method is None:
                     await self.probe()
         if self.method == TRACE_BLOCK:
-            return self._from_parity(number, await self.client.call(TRACE_BLOCK, [hex(number)]))
+            return BlockTraces(TRACE_BLOCK, await self.client.call(TRACE_BLOCK, [hex(number)]))
         if self.method == DEBUG_TRACE:
-            return await self._from_call_tracer(number)
-        return self._from_receipts(number, await self.client.call("eth_getBlockReceipts", [hex(number)]))
+            return BlockTraces(DEBUG_TRACE, await self.client.call(DEBUG_TRACE, [hex(number), {"tracer": "callTracer"}]))
+        return BlockTraces(RECEIPTS, await self.client.call("eth_getBlockReceipts", [hex(number)]))
+
+    def found_in(self, number: int, answer: BlockTraces) -> list[NewContract]:
+        if answer.method == TRACE_BLOCK:
+            return self._from_parity(number, answer.raw)
+        if answer.method == DEBUG_TRACE:
+            return self._from_call_tracer(number, answer.raw)
+        return self._from_receipts(number, answer.raw)
 
     def _from_parity(self, number: int, traces: object) -> list[NewContract]:
         if not isinstance(traces, list):
@@ -88,8 +106,7 @@ class DeploymentFinder:
             ))
         return found
 
-    async def _from_call_tracer(self, number: int) -> list[NewContract]:
-        results = await self.client.call(DEBUG_TRACE, [hex(number), {"tracer": "callTracer"}])
+    def _from_call_tracer(self, number: int, results: object) -> list[NewContract]:
         if not isinstance(results, list):
             raise MalformedNodeAnswer(f"debug_traceBlockByNumber {number}: expected a list")
         found = []

@@ -1,18 +1,28 @@
 """The analysis stage of a chain's pipeline: a block's activity handed to the enabled transaction analyzers.
 
-This first path serves the analyzers that read logs of watched contracts: one `eth_getLogs` filtered to the
-chain's watched addresses, and the transactions that emitted them (for sender and target), so a chain with
-nothing watched costs no extra call. Analyzers that need every receipt or trace come with their own fetching.
+Two paths, chosen by what the enabled analyzers read:
+- all of them read only watched contracts' logs (`watched_only`): one `eth_getLogs` filtered to the watched
+  addresses and the transactions that emitted them, so a chain with nothing watched costs no extra call;
+- otherwise every transaction with its receipt, the traces the deployment finder fetched for this block anyway,
+  and, for analyzers that consume `balances`, the balance before the block of every contract that lost funds in
+  it (one batch at the parent block; a pair the node cannot answer for, such as a pruned state, is left out).
 """
 
 from __future__ import annotations
 
-from ..analyzers.tx.base import BlockActivity, Log, TxObserved
+from ..analyzers.tx.base import BALANCES, BlockActivity, TxObserved
+from ..analyzers.tx.flows import NATIVE, candidates, selector
 from ..analyzers.tx.runner import AnalyzerSet
+from ..chains.activity import block_activity, read_log, traces_of
 from ..chains.blocks import BlockRef
+from ..chains.deployments import RECEIPTS, BlockTraces
 from ..chains.mappers import MalformedNodeAnswer
 from ..chains.rpc import RpcClient
 from ..findings import Finding
+
+BALANCE_OF = selector("balanceOf(address)")
+TOTAL_SUPPLY = selector("totalSupply()")
+MAX_BALANCE_LOOKUPS = 1024  # per block: a block moving funds out of more contracts than this is looked at partly
 
 
 class AnalysisStage:
@@ -20,48 +30,86 @@ class AnalysisStage:
         self.client = client
         self.analyzers = analyzers
         self.watched = watched
+        self.full = any(not a.info.watched_only for a in analyzers.analyzers)
 
     @property
     def active(self) -> bool:
-        return bool(self.watched) and bool(self.analyzers.ids)
+        return bool(self.analyzers.ids) and (self.full or bool(self.watched))
 
-    async def __call__(self, block: BlockRef) -> list[Finding]:
+    @property
+    def needs_traces(self) -> bool:
+        return self.analyzers.needs_traces
+
+    async def __call__(self, block: BlockRef, traced: BlockTraces | None = None) -> list[Finding]:
         if not self.active:
             return []
+        activity = await (self._everything(block, traced) if self.full else self._watched_logs(block))
+        if activity is None:
+            return []
+        activity.context["watched"] = self.watched
+        return self.analyzers.run(activity)
+
+    async def _everything(self, block: BlockRef, traced: BlockTraces | None) -> BlockActivity:
+        calls = [("eth_getBlockByHash", [block.hash, True])]
+        if traced is None or traced.method != RECEIPTS:
+            calls.append(("eth_getBlockReceipts", [block.hash]))
+        answers = await self.client.batch(calls)
+        receipts = answers[1] if len(answers) > 1 else traced.raw
+        activity = block_activity(block, answers[0], receipts, traces_of(traced))
+        if BALANCES in self.analyzers.consumes and block.number > 0:
+            await self._balances(activity)
+        return activity
+
+    async def _balances(self, activity: BlockActivity) -> None:
+        pairs, tokens = candidates(activity)
+        pairs = sorted(pairs)[:MAX_BALANCE_LOOKUPS]
+        if not pairs:
+            return
+        at = hex(activity.block.number - 1)
+        calls = [("eth_getBalance", [holder, at]) if token == NATIVE else
+                 ("eth_call", [{"to": token, "data": BALANCE_OF + "00" * 12 + holder[2:]}, at])
+                 for holder, token in pairs]
+        supply_of = sorted(tokens)
+        calls += [("eth_call", [{"to": token, "data": TOTAL_SUPPLY}, at]) for token in supply_of]
+        answers = await self.client.batch(calls, return_exceptions=True)
+        for pair, answer in zip(pairs, answers):
+            value = _quantity(answer)
+            if value is not None:
+                activity.balances[pair] = value
+        for token, answer in zip(supply_of, answers[len(pairs):]):
+            value = _quantity(answer)
+            if value is not None:
+                activity.supplies[token] = value
+
+    async def _watched_logs(self, block: BlockRef) -> BlockActivity | None:
         logs = await self.client.call("eth_getLogs", [{"blockHash": block.hash, "address": sorted(self.watched)}])
         if not isinstance(logs, list):
             raise MalformedNodeAnswer(f"eth_getLogs for block {block.number}: expected a list")
-        by_tx: dict[str, list[Log]] = {}
+        by_tx: dict[str, list] = {}
         for entry in logs:
-            log = _log(entry)
-            if log is not None:
-                by_tx.setdefault(entry["transactionHash"].lower(), []).append(log)
+            read = read_log(entry)
+            if read is not None and isinstance(entry.get("transactionHash"), str):
+                by_tx.setdefault(entry["transactionHash"].lower(), []).append(read)
         if not by_tx:
-            return []
+            return None
         hashes = sorted(by_tx)
         txs = await self.client.batch([("eth_getTransactionByHash", [h]) for h in hashes])
         observed = tuple(sorted((_tx(raw, by_tx[h]) for h, raw in zip(hashes, txs) if isinstance(raw, dict)),
                                 key=lambda t: t.index))
-        activity = BlockActivity(block, observed, has_traces=False, context={"watched": self.watched})
-        return self.analyzers.run(activity)
+        return BlockActivity(block, observed, has_traces=False)
 
 
-def _log(entry: object) -> Log | None:
-    """A log as analyzers see it; None for an entry that is not one (the analyzers never see it)."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("transactionHash"), str):
-        return None
-    topics = entry.get("topics")
-    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+def _quantity(answer: object) -> int | None:
+    """A balance or supply answer (a quantity or one uint256 word), None for an error or anything else."""
+    if not isinstance(answer, str) or not answer.startswith("0x") or len(answer) > 66 or len(answer) < 3:
         return None
     try:
-        index = int(entry.get("logIndex", "0x0"), 16)
-    except (TypeError, ValueError):
+        return int(answer, 16)
+    except ValueError:
         return None
-    return Log(str(entry.get("address", "")).lower(), tuple(t.lower() for t in topics), str(entry.get("data", "0x")),
-               index)
 
 
-def _tx(raw: dict, logs: list[Log]) -> TxObserved:
+def _tx(raw: dict, logs: list) -> TxObserved:
     def number(key: str) -> int:
         try:
             return int(raw.get(key) or "0x0", 16)
@@ -71,4 +119,4 @@ def _tx(raw: dict, logs: list[Log]) -> TxObserved:
     to = raw.get("to")
     return TxObserved(str(raw.get("hash", "")).lower(), number("transactionIndex"), str(raw.get("from", "")).lower(),
                       to.lower() if isinstance(to, str) else None, number("value"), str(raw.get("input", "0x")),
-                      True, tuple(sorted(logs, key=lambda log: log.log_index)))  # a tx that logged succeeded
+                      True, tuple(sorted(logs, key=lambda log: log.log_index)), nonce=number("nonce"))

@@ -97,9 +97,10 @@ class DeploymentStage:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch(self, block: BlockRef) -> _Fetched:
-        found = await self.finder.find(block.number)
+        traced = await self.finder.fetch(block.number)
+        found = self.finder.found_in(block.number, traced)
         upgrades = await self.proxies.upgrades(block.hash, block.number)
-        analyzed = await self.analysis(block) if self.analysis is not None else []
+        analyzed = await self.analysis(block, traced) if self.analysis is not None else []
         return _Fetched(found, await self.finder.code(found), upgrades, analyzed)
 
     async def _fetched(self, block: BlockRef) -> _Fetched:

@@ -20,7 +20,8 @@ from ...errors import KamiyoError
 from ...findings import Finding, Severity
 
 LOGS, TRACES, DEPLOYMENTS, TRANSACTIONS = "logs", "traces", "deployments", "transactions"
-EVENTS = frozenset({LOGS, TRACES, DEPLOYMENTS, TRANSACTIONS})
+BALANCES = "balances"  # balances before the block of contracts that lost funds in it (the pipeline asks the node)
+EVENTS = frozenset({LOGS, TRACES, DEPLOYMENTS, TRANSACTIONS, BALANCES})
 _KEBAB = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
 
 
@@ -37,6 +38,9 @@ class AnalyzerInfo:
     confidence: float  # 0..1: how often a finding of it is what it says
     consumes: frozenset[str]
     needs_traces: bool = False
+    # True when it only reads logs of watched contracts: a chain whose analyzers are all like that is served
+    # by one address-filtered eth_getLogs per block instead of every receipt and trace
+    watched_only: bool = False
 
 
 class NoSettings(BaseModel):
@@ -69,6 +73,15 @@ class CallFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class Created:
+    """A contract a transaction created (top level or inside), with its runtime code when the trace gives it."""
+
+    address: str
+    creator: str  # the account or contract that executed the CREATE
+    code: str | None = None  # runtime code as 0x hex (the call tracer's CREATE output); None when unknown
+
+
+@dataclass(frozen=True, slots=True)
 class TxObserved:
     hash: str
     index: int
@@ -79,6 +92,8 @@ class TxObserved:
     success: bool
     logs: tuple[Log, ...] = ()
     trace: CallFrame | None = None  # present when the node gives traces and an enabled analyzer needs them
+    nonce: int = 0  # the sender's nonce: a low one is a fresh account
+    created: tuple[Created, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +102,10 @@ class BlockActivity:
     transactions: tuple[TxObserved, ...]
     has_traces: bool = False
     context: dict[str, Any] = field(default_factory=dict)  # e.g. watched addresses, by the pipeline
+    # (holder, token or NATIVE) -> balance at the end of the parent block, for the holders flows.candidates names;
+    # a pair the node could not answer for is absent
+    balances: dict[tuple[str, str], int] = field(default_factory=dict)
+    supplies: dict[str, int] = field(default_factory=dict)  # token -> totalSupply at the parent block
 
 
 class Analyzer:

@@ -137,6 +137,7 @@ class PrivilegedChange(Analyzer):
         # standard event name for something else
         confidence=0.9,
         consumes=frozenset({LOGS}),
+        watched_only=True,
     )
     Settings = PrivilegedSettings
 
