@@ -108,6 +108,13 @@ class BlockActivity:
     supplies: dict[str, int] = field(default_factory=dict)  # token -> totalSupply at the parent block
 
 
+def label(entity: str, name: str, confidence: float) -> dict[str, Any]:
+    """A label on an address, in Forta's shape (entity, entityType, label, confidence, remove), for
+    `evidence["labels"]`: what a finding says an address is, e.g. "attacker", "victim", "exploit-contract"."""
+    return {"entity": entity, "entityType": "Address", "label": name, "confidence": round(float(confidence), 3),
+            "remove": False}
+
+
 class Analyzer:
     info: ClassVar[AnalyzerInfo]
     Settings: ClassVar[type[BaseModel]] = NoSettings

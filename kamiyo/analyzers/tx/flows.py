@@ -35,6 +35,11 @@ def selector(signature: str) -> str:
 
 
 TRANSFER = topic("Transfer(address,address,uint256)")
+# pools announce trades: Uniswap V2 (and its forks) `Sync` after every reserve change and `Swap`; V3 `Swap`
+V2_SYNC = topic("Sync(uint112,uint112)")
+V2_SWAP = topic("Swap(address,uint256,uint256,uint256,uint256,address)")
+V3_SWAP = topic("Swap(address,address,int256,int256,uint160,uint128,int24)")
+POOL_EVENTS = frozenset({V2_SYNC, V2_SWAP, V3_SWAP})
 WETH_DEPOSIT = topic("Deposit(address,uint256)")
 WETH_WITHDRAWAL = topic("Withdrawal(address,uint256)")
 DELEGATING = frozenset({"DELEGATECALL", "CALLCODE"})
@@ -178,3 +183,17 @@ def candidates(activity: BlockActivity) -> tuple[set[tuple[str, str]], set[str]]
             if delta < 0 and holder in contracts:
                 pairs.add((holder, token))
     return pairs, {token for _, token in pairs if token != NATIVE}
+
+
+def actor(tx: TxObserved) -> set[str]:
+    """The accounts acting in the transaction: its sender, the contract it called, and what it created (an
+    attacker's contract is one of these; so is an arbitrageur's)."""
+    out = {tx.sender} | {c.address for c in tx.created}
+    if tx.to:
+        out.add(tx.to)
+    return out
+
+
+def pools(tx: TxObserved) -> set[str]:
+    """Contracts that announced a trade in the transaction: their token changes are the price of a swap."""
+    return {entry.address for entry in tx.logs if entry.topics and entry.topics[0] in POOL_EVENTS}
