@@ -279,9 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def allow_evm_depth() -> None:
+    """A call trace nests up to the EVM's 1,024 frames, two JSON levels each; Python's default recursion limit
+    (1,000) would refuse decoding such a node answer. Frames live on the heap since 3.11, so this is cheap."""
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log.configure()
+    allow_evm_depth()
     try:
         return args.func(args)
     except KamiyoError as exc:

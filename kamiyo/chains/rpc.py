@@ -136,7 +136,7 @@ def classify(
         return RpcServerError(f"HTTP {status}", status=status)
     try:
         doc = json.loads(body)
-    except ValueError:  # also UnicodeDecodeError
+    except (ValueError, RecursionError):  # also UnicodeDecodeError; nested beyond any EVM answer
         doc = _NOT_JSON
     whole_error = isinstance(doc, dict) and isinstance(doc.get("error"), dict)
     if not 200 <= status < 300:

@@ -29,6 +29,7 @@ ENTRY_POINT_GROUP = "kamiyo.analyzers"
 # The built-in analyzers, as `module:Class` (relative to this package), imported lazily by load_registry.
 BUILTINS: tuple[str, ...] = (
     ".privileged:PrivilegedChange",
+    ".outflow:LargeOutflow",
 )
 
 _log = log.get("kamiyo.analyzers")
