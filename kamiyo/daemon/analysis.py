@@ -82,20 +82,17 @@ class AnalysisStage:
                 activity.supplies[token] = value
 
     async def _watched_logs(self, block: BlockRef) -> BlockActivity | None:
+        """The transactions that emitted a log of a watched contract, each with all its logs (the receipt): a
+        timelock's CallExecuted beside a proxy's Upgraded is what tells a governed change from a takeover."""
         logs = await self.client.call("eth_getLogs", [{"blockHash": block.hash, "address": sorted(self.watched)}])
         if not isinstance(logs, list):
             raise MalformedNodeAnswer(f"eth_getLogs for block {block.number}: expected a list")
-        by_tx: dict[str, list] = {}
-        for entry in logs:
-            read = read_log(entry)
-            if read is not None and isinstance(entry.get("transactionHash"), str):
-                by_tx.setdefault(entry["transactionHash"].lower(), []).append(read)
-        if not by_tx:
+        hashes = sorted({entry["transactionHash"].lower() for entry in logs
+                         if isinstance(entry, dict) and isinstance(entry.get("transactionHash"), str)})
+        if not hashes:
             return None
-        hashes = sorted(by_tx)
-        txs = await self.client.batch([("eth_getTransactionByHash", [h]) for h in hashes])
-        observed = tuple(sorted((_tx(raw, by_tx[h]) for h, raw in zip(hashes, txs) if isinstance(raw, dict)),
-                                key=lambda t: t.index))
+        receipts = await self.client.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        observed = tuple(sorted((tx for tx in map(_receipt_tx, receipts) if tx is not None), key=lambda t: t.index))
         return BlockActivity(block, observed, has_traces=False)
 
 
@@ -109,14 +106,18 @@ def _quantity(answer: object) -> int | None:
         return None
 
 
-def _tx(raw: dict, logs: list) -> TxObserved:
-    def number(key: str) -> int:
-        try:
-            return int(raw.get(key) or "0x0", 16)
-        except (TypeError, ValueError):
-            return 0
-
-    to = raw.get("to")
-    return TxObserved(str(raw.get("hash", "")).lower(), number("transactionIndex"), str(raw.get("from", "")).lower(),
-                      to.lower() if isinstance(to, str) else None, number("value"), str(raw.get("input", "0x")),
-                      True, tuple(sorted(logs, key=lambda log: log.log_index)), nonce=number("nonce"))
+def _receipt_tx(receipt: object) -> TxObserved | None:
+    """A transaction as its receipt tells it (value, input and nonce are not in a receipt: left zero)."""
+    if not isinstance(receipt, dict) or not isinstance(receipt.get("transactionHash"), str):
+        return None
+    sender, to = receipt.get("from"), receipt.get("to")
+    if not isinstance(sender, str):
+        return None
+    try:
+        index = int(receipt.get("transactionIndex") or "0x0", 16)
+    except (TypeError, ValueError):
+        return None
+    success = receipt.get("status") == "0x1"
+    logs = sorted((e for e in map(read_log, receipt.get("logs") or []) if e is not None), key=lambda e: e.log_index)
+    return TxObserved(receipt["transactionHash"].lower(), index, sender.lower(),
+                      to.lower() if isinstance(to, str) else None, 0, "0x", success, tuple(logs) if success else ())

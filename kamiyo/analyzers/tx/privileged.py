@@ -22,17 +22,13 @@ from pydantic import field_validator
 from ... import log
 from ...findings import Finding, FindingType, Severity, fingerprint
 from .base import LOGS, Analyzer, AnalyzerInfo, BlockActivity, Log, NoSettings, TxObserved
+from .flows import topic
 
 KIND = "privileged-change"
 ZERO_ADDRESS = "0x" + "00" * 20
 DEFAULT_ADMIN_ROLE = "0x" + "00" * 32  # AccessControl: the admin of every role unless set otherwise
 
 _log = log.get("kamiyo.analyzers.privileged")
-
-
-def topic(signature: str) -> str:
-    """topic0 of an event: keccak-256 of its canonical signature, as the log carries it."""
-    return "0x" + keccak(signature.encode()).hex()
 
 
 def role_id(name: str) -> str:
@@ -110,7 +106,17 @@ EVENTS: tuple[Event, ...] = (
     Event("Unpaused", (_addr("account", "unpaused_by"),), 0, LOW, LESSENS),
 )
 BY_TOPIC = {e.topic: e for e in EVENTS}
-EVENT_NAMES = tuple(e.name for e in EVENTS)
+
+# Timelocks: a change executed by one was announced (scheduled) at least its delay before, which is what a
+# protocol's governance is for; it is reported low and informational, with the timelock named. OpenZeppelin's
+# TimelockController emits CallExecuted(id, index, target, value, data); Compound's Timelock (and GovernorBravo
+# forks) ExecuteTransaction(txHash, target, value, signature, data, eta).
+CALL_EXECUTED = topic("CallExecuted(bytes32,uint256,address,uint256,bytes)")
+# The announcement itself is the warning that leaves time to act: a call scheduled on a watched contract (or by
+# a watched timelock) is reported medium and informational, with the call's selector and delay.
+CALL_SCHEDULED = topic("CallScheduled(bytes32,uint256,address,uint256,bytes,bytes32,uint256)")
+EXECUTE_TRANSACTION = topic("ExecuteTransaction(bytes32,address,uint256,string,bytes,uint256)")
+EVENT_NAMES = (*(e.name for e in EVENTS), "CallScheduled")
 
 
 class PrivilegedSettings(NoSettings):
@@ -143,7 +149,7 @@ class PrivilegedChange(Analyzer):
 
     def __init__(self, settings: PrivilegedSettings | None = None) -> None:
         super().__init__(settings)
-        ignored = set(self.settings.ignore_events)
+        ignored = self._ignored = set(self.settings.ignore_events)
         self._reported = {t: e for t, e in BY_TOPIC.items() if e.name not in ignored}
         self._floor = self.settings.min_severity.rank
 
@@ -156,6 +162,11 @@ class PrivilegedChange(Analyzer):
             if not tx.success:  # a reverted transaction changed nothing (nodes give it no logs anyway)
                 continue
             for entry in tx.logs:
+                if entry.topics and entry.topics[0] == CALL_SCHEDULED and "CallScheduled" not in self._ignored:
+                    scheduled = self._scheduled(activity, tx, entry, watched)
+                    if scheduled is not None:
+                        out.append(scheduled)
+                    continue
                 if entry.address not in watched or not entry.topics:
                     continue
                 event = self._reported.get(entry.topics[0])
@@ -168,12 +179,38 @@ class PrivilegedChange(Analyzer):
                                  contract=entry.address, event_name=event.name, topics=len(entry.topics),
                                  data_chars=len(entry.data))
                     continue
-                if severity_of(event, args).rank >= self._floor:
-                    out.append(self._finding(activity, tx, entry, event, args, watched))
+                timelock = timelock_execution(tx)
+                severity = Severity.LOW if timelock else severity_of(event, args)
+                if severity.rank >= self._floor:
+                    out.append(self._finding(activity, tx, entry, event, args, watched, timelock))
         return out
 
+    def _scheduled(self, activity: BlockActivity, tx: TxObserved, entry: Log,
+                   watched: Mapping[str, str | None]) -> Finding | None:
+        data = _hex(entry.data)
+        if len(entry.topics) != 3 or data is None or len(data) < 7 * 32 or any(data[:12]):
+            return None
+        target = "0x" + data[12:32].hex()
+        if target not in watched and entry.address not in watched or Severity.MEDIUM.rank < self._floor:
+            return None
+        offset, delay = int.from_bytes(data[64:96], "big"), int.from_bytes(data[128:160], "big")
+        call = data[offset + 32 : offset + 36] if offset + 36 <= len(data) else b""
+        chain_id = activity.block.chain_id
+        evidence = {
+            "summary": f"a call to {target} was scheduled on timelock {entry.address}, executable in {delay} s",
+            "event": "CallScheduled", "contract": target, "label": watched.get(target), "timelock": entry.address,
+            "timelock_label": watched.get(entry.address), "operation": entry.topics[1], "delay_seconds": delay,
+            "selector": "0x" + call.hex() if call else None, "tx_hash": tx.hash, "log_index": entry.log_index,
+            "sender": tx.sender, "addresses": [{"role": "contract", "address": target},
+                                               {"role": "timelock", "address": entry.address},
+                                               {"role": "tx_sender", "address": tx.sender}],
+            "confidence": self.info.confidence,
+        }
+        return Finding(KIND, Severity.MEDIUM, FindingType.INFO, chain_id, target, activity.block.number, tx.hash,
+                       fingerprint(KIND, chain_id, target, tx.hash, entry.log_index), evidence)
+
     def _finding(self, activity: BlockActivity, tx: TxObserved, entry: Log, event: Event, args: dict[str, str],
-                 watched: Mapping[str, str | None]) -> Finding:
+                 watched: Mapping[str, str | None], timelock: dict[str, Any] | None) -> Finding:
         evidence: dict[str, Any] = {
             "event": event.name,
             "signature": event.signature,
@@ -188,6 +225,7 @@ class PrivilegedChange(Analyzer):
             "to": tx.to,
             "to_label": watched.get(tx.to) if tx.to else None,
             "args": args,
+            "timelock": timelock,
             "confidence": self.info.confidence,
         }
         if "role" in args:
@@ -196,8 +234,8 @@ class PrivilegedChange(Analyzer):
         evidence["addresses"] = _addresses(event, args, entry, tx)
         return Finding(
             kind=KIND,
-            severity=severity_of(event, args),
-            type=event.type,
+            severity=Severity.LOW if timelock else severity_of(event, args),
+            type=FindingType.INFO if timelock else event.type,
             chain_id=activity.block.chain_id,
             subject=entry.address,
             block=activity.block.number,
@@ -205,6 +243,25 @@ class PrivilegedChange(Analyzer):
             fingerprint=fingerprint(KIND, activity.block.chain_id, entry.address, tx.hash, entry.log_index),
             evidence=evidence,
         )
+
+
+def timelock_execution(tx: TxObserved) -> dict[str, Any] | None:
+    """The timelock that executed a scheduled call in this transaction, or None. Any emitter counts: the
+    event's topic and shape are the statement, and the transaction's other logs are the contract's own."""
+    for entry in tx.logs:
+        if not entry.topics:
+            continue
+        if entry.topics[0] == CALL_EXECUTED and len(entry.topics) == 3:
+            target = _hex(entry.data)
+            if target is not None and len(target) >= 32 and not any(target[:12]):
+                return {"timelock": entry.address, "standard": "TimelockController", "operation": entry.topics[1],
+                        "target": "0x" + target[12:32].hex(), "log_index": entry.log_index}
+        elif entry.topics[0] == EXECUTE_TRANSACTION and len(entry.topics) == 3:
+            target = _hex(entry.topics[2])
+            if target is not None and len(target) == 32 and not any(target[:12]):
+                return {"timelock": entry.address, "standard": "CompoundTimelock", "operation": entry.topics[1],
+                        "target": "0x" + target[12:].hex(), "log_index": entry.log_index}
+    return None
 
 
 def severity_of(event: Event, args: dict[str, str]) -> Severity:

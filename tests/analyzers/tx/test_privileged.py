@@ -106,7 +106,7 @@ def test_topics_are_the_published_hashes():
                 "Upgraded": UPGRADED, "BeaconUpgraded": BEACON_UPGRADED, "AdminChanged": ADMIN_CHANGED,
                 "RoleGranted": ROLE_GRANTED, "RoleRevoked": ROLE_REVOKED, "Paused": PAUSED, "Unpaused": UNPAUSED}
     assert {e.name: e.topic for e in EVENTS} == expected
-    assert [c[0] for c in CASES] == list(EVENT_NAMES)  # every event is exercised below
+    assert [c[0] for c in CASES] + ["CallScheduled"] == list(EVENT_NAMES)  # every event is exercised below
 
 
 @pytest.mark.parametrize(("name", "entry", "severity", "type_", "args"), CASES, ids=[c[0] for c in CASES])
@@ -250,20 +250,63 @@ def test_fingerprint_is_stable_and_names_chain_contract_tx_and_log():
     assert len({first.fingerprint, other_log.fingerprint, other_tx.fingerprint, other_chain.fingerprint}) == 4
 
 
-def test_a_timelock_executed_upgrade_is_reported_and_names_who_sent_it():
-    # An executor EOA calls TimelockController.execute, which calls the proxy's upgradeTo: the log is the
-    # proxy's, the timelock's own CallExecuted is not a privileged event, and only the tx's ends name the path.
+EXECUTE_TRANSACTION = "0xa560e3198060a2f10670c1ec5b403077ea6ae93ca8de1c32b451dc1a943cd6e7"  # Compound Timelock
+
+
+def test_a_timelock_executed_upgrade_is_low_informational_and_names_the_path():
+    # An executor EOA calls TimelockController.execute, which calls the proxy's upgradeTo: the upgrade was
+    # scheduled a delay before, so it is governance working, not a takeover; the timelock is named.
     calldata = "3659cfe6" + word(IMPL2)  # upgradeTo(address)
     call_executed = Log(TIMELOCK, topics(CALL_EXECUTED, "0x" + "cd" * 32, 0),
                         data(PROXY, 0, 0x80, len(calldata) // 2) + calldata.ljust(128, "0"), 1)
     upgrade = log(PROXY, UPGRADED, (IMPL2,), index=0)
     [finding] = PrivilegedChange().analyze(block(tx(upgrade, call_executed, sender=EXECUTOR, to=TIMELOCK)))
     [direct] = run(upgrade)  # the same upgrade sent by the owner itself
-    assert finding.severity == direct.severity == Severity.HIGH
+    assert (direct.severity, finding.severity, finding.type) == (Severity.HIGH, Severity.LOW, FindingType.INFO)
+    assert finding.evidence["timelock"] == {"timelock": TIMELOCK, "standard": "TimelockController",
+                                            "operation": "0x" + "cd" * 32, "target": PROXY, "log_index": 1}
+    assert direct.evidence["timelock"] is None
     assert (finding.evidence["sender"], finding.evidence["sender_label"]) == (EXECUTOR, None)
     assert (finding.evidence["to"], finding.evidence["to_label"]) == (TIMELOCK, "Protocol Timelock")
     assert {"role": "tx_to", "address": TIMELOCK} in finding.evidence["addresses"]
     assert {"role": "tx_sender", "address": EXECUTOR} in finding.evidence["addresses"]
+
+
+def test_a_compound_timelock_execution_counts_too_and_a_malformed_one_does_not():
+    executed = Log(TIMELOCK, topics(EXECUTE_TRANSACTION, "0x" + "ee" * 32, PROXY_ADMIN), data(0, 0xc0, 0x100, 7), 1)
+    upgrade = log(PROXY, UPGRADED, (IMPL2,), index=0)
+    [finding] = PrivilegedChange().analyze(block(tx(upgrade, executed, to=TIMELOCK)))
+    assert (finding.severity, finding.evidence["timelock"]["target"]) == (Severity.LOW, PROXY_ADMIN)
+    dirty = Log(TIMELOCK, (EXECUTE_TRANSACTION, "0x" + "ee" * 32, "0x" + "ff" * 32), "0x", 1)
+    [finding] = PrivilegedChange().analyze(block(tx(upgrade, dirty, to=TIMELOCK)))
+    assert finding.severity is Severity.HIGH
+
+
+CALL_SCHEDULED = "0x4cf4410cc57040e44862ef0f45f3dd5a5e02db8eb8add648d4b0e236f1d07dca"  # TimelockController
+
+
+def scheduled(target: str, selector: str = "3659cfe6", delay: int = 172_800, emitter: str = TIMELOCK) -> Log:
+    calldata = selector + word(IMPL2)
+    return Log(emitter, topics(CALL_SCHEDULED, "0x" + "cd" * 32, 0),
+               data(target, 0, 0xa0, 0, delay, len(calldata) // 2) + calldata.ljust(128, "0"), 0)
+
+
+def test_a_call_scheduled_on_a_watched_contract_is_the_medium_early_warning():
+    [finding] = PrivilegedChange().analyze(block(tx(scheduled(PROXY, emitter=STRANGER), to=STRANGER)))
+    assert (finding.severity, finding.type, finding.subject) == (Severity.MEDIUM, FindingType.INFO, PROXY)
+    ev = finding.evidence
+    assert (ev["timelock"], ev["delay_seconds"], ev["selector"], ev["label"]) == (
+        STRANGER, 172_800, "0x3659cfe6", "Aave v3 Pool")
+
+
+def test_a_watched_timelock_scheduling_anything_is_reported_and_unwatched_ones_are_not():
+    [finding] = PrivilegedChange().analyze(block(tx(scheduled(STRANGER), to=TIMELOCK)))
+    assert finding.evidence["timelock_label"] == "Protocol Timelock"
+    assert PrivilegedChange().analyze(block(tx(scheduled(STRANGER, emitter=STRANGER), to=STRANGER))) == []
+    short = Log(TIMELOCK, topics(CALL_SCHEDULED, "0x" + "cd" * 32, 0), data(PROXY, 0), 0)
+    assert PrivilegedChange().analyze(block(tx(short, to=TIMELOCK))) == []  # malformed: skipped, no raise
+    ignoring = PrivilegedChange(PrivilegedSettings(ignore_events=["CallScheduled"]))
+    assert ignoring.analyze(block(tx(scheduled(PROXY), to=TIMELOCK))) == []
 
 
 def test_a_timelock_as_the_transaction_sender_is_named_too():
@@ -277,7 +320,8 @@ def test_ignore_events_is_honoured():
     findings = analyzer.analyze(block(tx(*(Log(c[1].address, c[1].topics, c[1].data, i)
                                            for i, c in enumerate(CASES)))))
     assert [f.evidence["event"] for f in findings] == [n for n in EVENT_NAMES
-                                                       if n not in ("Paused", "Unpaused", "RoleRevoked")]
+                                                       if n not in ("Paused", "Unpaused", "RoleRevoked",
+                                                                    "CallScheduled")]
 
 
 def test_min_severity_keeps_admin_role_grants_that_outrank_their_event():
