@@ -9,7 +9,7 @@ by kind, an analyzer that fails.
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .errors import KamiyoError
 
@@ -36,6 +36,13 @@ ANALYZER_FAILURES = Counter("kamiyo_analyzer_failures",
                             ["analyzer"], registry=REGISTRY)
 ANALYZER_SKIPPED = Counter("kamiyo_analyzer_skipped", "Blocks an analyzer did not run on, by reason (no-traces)",
                            ["analyzer", "reason"], registry=REGISTRY)
+
+ANALYZER_SECONDS = Histogram("kamiyo_analyzer_seconds", "CPU time an analyzer took over one block", ["analyzer"],
+                             buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0), registry=REGISTRY)
+ANALYSIS_SECONDS = Histogram("kamiyo_analysis_seconds",
+                             "Wall time of a block's analysis stage: fetching its activity and running the analyzers",
+                             ["chain"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+                             registry=REGISTRY)
 
 
 async def serve(host: str, port: int) -> web.AppRunner:

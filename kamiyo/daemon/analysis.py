@@ -10,6 +10,8 @@ Two paths, chosen by what the enabled analyzers read:
 
 from __future__ import annotations
 
+import time
+
 from ..analyzers.tx.base import BALANCES, BlockActivity, TxObserved
 from ..analyzers.tx.flows import NATIVE, candidates, selector
 from ..analyzers.tx.runner import AnalyzerSet
@@ -19,6 +21,7 @@ from ..chains.deployments import RECEIPTS, BlockTraces
 from ..chains.mappers import MalformedNodeAnswer
 from ..chains.rpc import RpcClient
 from ..findings import Finding
+from ..metrics import ANALYSIS_SECONDS
 
 BALANCE_OF = selector("balanceOf(address)")
 TOTAL_SUPPLY = selector("totalSupply()")
@@ -26,8 +29,10 @@ MAX_BALANCE_LOOKUPS = 1024  # per block: a block moving funds out of more contra
 
 
 class AnalysisStage:
-    def __init__(self, client: RpcClient, analyzers: AnalyzerSet, watched: dict[str, str | None]) -> None:
+    def __init__(self, client: RpcClient, analyzers: AnalyzerSet, watched: dict[str, str | None],
+                 chain: str = "") -> None:
         self.client = client
+        self.chain = chain
         self.analyzers = analyzers
         self.watched = watched
         self.full = any(not a.info.watched_only for a in analyzers.analyzers)
@@ -43,11 +48,15 @@ class AnalysisStage:
     async def __call__(self, block: BlockRef, traced: BlockTraces | None = None) -> list[Finding]:
         if not self.active:
             return []
+        started = time.perf_counter()
         activity = await (self._everything(block, traced) if self.full else self._watched_logs(block))
         if activity is None:
             return []
         activity.context["watched"] = self.watched
-        return self.analyzers.run(activity)
+        try:
+            return self.analyzers.run(activity)
+        finally:
+            ANALYSIS_SECONDS.labels(self.chain).observe(time.perf_counter() - started)
 
     async def _everything(self, block: BlockRef, traced: BlockTraces | None) -> BlockActivity:
         calls = [("eth_getBlockByHash", [block.hash, True])]

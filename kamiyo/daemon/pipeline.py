@@ -17,7 +17,7 @@ from .linking import Linker
 
 def build_pipeline(chain: ChainSettings, client: RpcClient, engine: AsyncEngine, linker: Linker,
                    analyzers: AnalyzerSet | None = None, watched: dict[str, str | None] | None = None) -> ChainFollower:
-    analysis = AnalysisStage(client, analyzers, watched or {}) if analyzers is not None else None
+    analysis = AnalysisStage(client, analyzers, watched or {}, chain.name) if analyzers is not None else None
     stage = DeploymentStage(DeploymentFinder(client, chain.chain_id, chain.name), linker, engine,
                             analysis=analysis if analysis is not None and analysis.active else None)
     return ChainFollower(EvmChainSource(chain, client), engine, work=stage, on_rollback=stage.rollback,

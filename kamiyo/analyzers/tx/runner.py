@@ -10,6 +10,7 @@ set needs (`needs_traces`, `consumes`) is for the pipeline to act on before call
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from ... import log
 from ...errors import KamiyoError
 from ...findings import Finding
-from ...metrics import ANALYZER_FAILURES, ANALYZER_SKIPPED
+from ...metrics import ANALYZER_FAILURES, ANALYZER_SECONDS, ANALYZER_SKIPPED
 from .base import Analyzer, BlockActivity
 from .registry import effective_settings, load_registry
 
@@ -77,11 +78,14 @@ class AnalyzerSet:
             if analyzer.info.needs_traces and not activity.has_traces:
                 _skipped_for_traces(analyzer, activity)
                 continue
+            started = time.process_time()
             try:
                 produced = list(analyzer.analyze(activity))  # list(): a generator raises while it is consumed
             except Exception as exc:  # an analyzer's bug costs its own findings of this block, nothing more
                 _failed(analyzer, activity, exc)
                 continue
+            finally:
+                ANALYZER_SECONDS.labels(analyzer=analyzer.info.id).observe(time.process_time() - started)
             findings.extend(_own_findings(analyzer, activity, produced))
         return findings
 
