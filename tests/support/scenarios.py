@@ -155,12 +155,16 @@ class Session:
                     and self.node.rpc("eth_getBalance", [address, "latest"]) == "0x0"
                     and self.node.rpc("eth_getCode", [address, "latest"]) == "0x"):
                 break
+        else:
+            raise RuntimeError(f"{self.name}: no unused address for {role}")
         self.node.rpc("anvil_impersonateAccount", [address])
         self.node.rpc("anvil_setBalance", [address, hex(ether * E)])
         return address
 
     def send(self, sender: str, to: str | None, data: str, value: int = 0) -> dict:
-        tx = {"from": sender, "data": "0x" + data, "gas": hex(SEND_GAS), "value": hex(value), **({"to": to} if to else {})}
+        tx = {"from": sender, "data": "0x" + data, "gas": hex(SEND_GAS), "value": hex(value)}
+        if to:
+            tx["to"] = to
         tx_hash = self.node.rpc("eth_sendTransaction", [tx])
         deadline = time.monotonic() + 10
         while (receipt := self.node.rpc("eth_getTransactionReceipt", [tx_hash])) is None:
@@ -448,12 +452,13 @@ NEGATIVES: dict[str, Callable[[AnvilNode], ScenarioRun]] = {
 
 @contextmanager
 def _manual_mining(node: AnvilNode) -> Iterator[None]:
-    """Automine off for the duration, so many transactions share a block; restored however the block ends."""
+    """Automine off for the duration, so many transactions share a block; put back as it was however it ends."""
+    automine = node.rpc("anvil_getAutomine")
     node.rpc("evm_setAutomine", [False])
     try:
         yield
     finally:
-        node.rpc("evm_setAutomine", [True])
+        node.rpc("evm_setAutomine", [automine])
 
 
 class Batch:

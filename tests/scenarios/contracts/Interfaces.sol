@@ -29,9 +29,9 @@ interface IUniswapV2Callee {
 }
 
 library V2Math {
-    /// What a V2 pair pays for `amountIn` after its 0.3% fee (UniswapV2Library.getAmountOut).
-    function amountOut(uint256 amountIn, uint256 reserveIn, uint256 reserveOut) internal pure returns (uint256) {
-        uint256 withFee = amountIn * 997;
+    /// What a V2 pair pays for `given` in, after its 0.3% fee (UniswapV2Library.getAmountOut).
+    function amountOut(uint256 given, uint256 reserveIn, uint256 reserveOut) internal pure returns (uint256) {
+        uint256 withFee = given * 997;
         return (withFee * reserveOut) / (reserveIn * 1000 + withFee);
     }
 
