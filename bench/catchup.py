@@ -30,7 +30,6 @@ import http.client
 import io
 import json
 import logging
-import os
 import pstats
 import random
 import sys
@@ -44,7 +43,7 @@ from urllib.parse import urlsplit
 # The repo, for bench.common and tests.support.anvil (the one place that knows how anvil is started).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DEFAULT_DATA, REPO, append_section, machine, print_table  # noqa: E402
+from bench.common import DEFAULT_DATA, REPO, append_section, cpu_seconds, machine, print_table  # noqa: E402
 from tests.support.anvil import anvil  # noqa: E402
 
 CHAIN_ID = 31337
@@ -239,13 +238,6 @@ def timed(fn: Callable[..., Awaitable], totals: dict, key: str) -> Callable[...,
             totals[key] += time.perf_counter() - t0
 
     return wrapper
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (anvil here), seconds."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def catch_up(url: str, head: int, workdir: Path) -> dict:

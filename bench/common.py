@@ -82,6 +82,13 @@ def checkpoint(db: Path, chain_id: int) -> int | None:
     return row[0] if row else None
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, seconds."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_daemon(daemon: subprocess.Popen, timeout: float) -> None:
     """SIGTERM (the daemon's graceful shutdown), then a kill if it has not exited within `timeout` seconds."""
     daemon.send_signal(signal.SIGTERM)

@@ -489,6 +489,12 @@ class Batch:
                 self._mine(hashes)
         self.queued = []
 
+    def send(self) -> list[str]:
+        """Send what is queued without mining (for a node that mines on an interval); the hashes, in order."""
+        hashes = [self.session.node.rpc("eth_sendTransaction", [tx]) for tx in self.queued]
+        self.queued = []
+        return hashes
+
     def _mine(self, hashes: list[str]) -> None:
         node, wanted, mined = self.session.node, set(hashes), {}
         for _ in range(10):  # more than one block only when the limits overflow the block gas limit
@@ -503,77 +509,92 @@ class Batch:
         self.session.receipts.extend(mined[h] for h in hashes)
 
 
+class OrdinaryTraffic:
+    """Benign transactions on a world of their own: ERC-20 transfers among `users` accounts, swaps both ways on
+    three V2 pairs, liquidity added and removed, deposits and partial and full withdrawals in a SafeEtherVault,
+    WETH wraps and unwraps. Deterministic for a seed. The set-up is mined when the object is made; `queue` adds
+    transactions to a batch, to be mined by `Batch.flush` or sent for interval mining by `Batch.send`."""
+
+    KINDS = ["transfer"] * 35 + ["swap"] * 25 + ["add"] * 7 + ["remove"] * 5 + ["deposit"] * 10 \
+        + ["withdraw"] * 5 + ["withdraw_all"] * 3 + ["wrap"] * 6 + ["unwrap"] * 4
+
+    def __init__(self, node: AnvilNode, seed: int = 0, users: int = 30, per_block: int = 100) -> None:
+        self.rng = random.Random(seed)
+        s = self.session = Session(node, "ordinary-activity")
+        team = s.account("deployer", 10_000)
+        self.tokens = tokens = [s.token(team, f"Ordinary {sym}", sym) for sym in ("ORDA", "ORDB", "ORDC")]
+        self.weth, self.router, self.vault = (s.deploy(team, name)
+                                              for name in ("WrappedEther", "MiniRouter", "SafeEtherVault"))
+        factory = s.factory(team)
+        self.pairs = [s.pair(team, factory, tokens[a], 200_000 * E, tokens[b], (a + b + 1) * 100_000 * E)
+                      for a, b in ((0, 1), (0, 2), (1, 2))]
+        self.pair_tokens = {p: sorted((tokens[a], tokens[b]))
+                            for p, (a, b) in zip(self.pairs, ((0, 1), (0, 2), (1, 2)))}
+        self.people = [s.account(f"user_{i}", 1_000) for i in range(users)]
+        self.batch = Batch(s, per_block)
+        for user in self.people:
+            for token in tokens:
+                self.batch.add(team, token, "mint(address,uint256)", user, 1_000_000 * E, gas=80_000)
+            for spender_of in (*tokens, *self.pairs):
+                self.batch.add(user, spender_of, "approve(address,uint256)", self.router, 2**256 - 1, gas=60_000)
+        self.batch.flush()
+        self.saved = dict.fromkeys(self.people, 0)
+        self.wrapped = dict.fromkeys(self.people, 0)
+        self.providing: set[tuple[str, str]] = set()
+        self.roles = {"deployer": team, "factory": factory, "router": self.router, "vault": self.vault,
+                      "weth": self.weth, **{f"token_{i}": t for i, t in enumerate(tokens)},
+                      **{f"pair_{i}": p for i, p in enumerate(self.pairs)},
+                      **{f"user_{i}": u for i, u in enumerate(self.people)}}
+
+    def queue(self, batch: Batch, transactions: int) -> None:
+        rng, saved, wrapped, providing = self.rng, self.saved, self.wrapped, self.providing
+        router, vault, weth = self.router, self.vault, self.weth
+        for _ in range(transactions):
+            user, kind = rng.choice(self.people), rng.choice(self.KINDS)
+            amount = rng.randint(1, 500) * E // 10
+            pair = rng.choice(self.pairs)
+            if kind == "remove" and (user, pair) not in providing:
+                kind = "add"
+            if kind in ("withdraw", "withdraw_all") and not saved[user]:
+                kind = "deposit"
+            if kind == "unwrap" and not wrapped[user]:
+                kind = "wrap"
+            if kind == "transfer":
+                to = rng.choice([p for p in self.people if p != user])
+                batch.add(user, rng.choice(self.tokens), "transfer(address,uint256)", to, amount, gas=80_000)
+            elif kind == "swap":
+                batch.add(user, router, "swapExactIn(address,address,uint256,uint256)", pair,
+                          rng.choice(self.pair_tokens[pair]), amount, 1, gas=200_000)
+            elif kind == "add":
+                batch.add(user, router, "addLiquidity(address,uint256)", pair, amount, gas=250_000)
+                providing.add((user, pair))
+            elif kind == "remove":
+                share = rng.choice((2_500, 5_000, 10_000))
+                batch.add(user, router, "removeLiquidity(address,uint256)", pair, share, gas=250_000)
+                if share == 10_000:
+                    providing.discard((user, pair))
+            elif kind == "deposit":
+                batch.add(user, vault, "deposit()", value=amount // 100, gas=80_000)
+                saved[user] += amount // 100
+            elif kind == "withdraw":
+                batch.add(user, vault, "withdraw(uint256)", saved[user] // 2, gas=80_000)
+                saved[user] -= saved[user] // 2
+            elif kind == "withdraw_all":
+                batch.add(user, vault, "withdrawAll()", gas=80_000)
+                saved[user] = 0
+            elif kind == "wrap":
+                batch.add(user, weth, "deposit()", value=amount // 100, gas=80_000)
+                wrapped[user] += amount // 100
+            else:
+                batch.add(user, weth, "withdraw(uint256)", wrapped[user], gas=80_000)
+                wrapped[user] = 0
+
+
 def ordinary_activity(node: AnvilNode, transactions: int = 1000, seed: int = 0, per_block: int = 100,
                       users: int = 30) -> ScenarioRun:
-    """At least `transactions` benign transactions, about `per_block` to a block, after a set-up of their own:
-    ERC-20 transfers among `users` accounts, swaps both ways on three V2 pairs, liquidity added and removed,
-    deposits and partial and full withdrawals in a SafeEtherVault, WETH wraps and unwraps. Deterministic for a
-    seed. key_txs is empty: nothing here should look like an attack."""
-    rng = random.Random(seed)
-    s = Session(node, "ordinary-activity")
-    team = s.account("deployer", 10_000)
-    tokens = [s.token(team, f"Ordinary {sym}", sym) for sym in ("ORDA", "ORDB", "ORDC")]
-    weth, router, vault = (s.deploy(team, name) for name in ("WrappedEther", "MiniRouter", "SafeEtherVault"))
-    factory = s.factory(team)
-    pairs = [s.pair(team, factory, tokens[a], 200_000 * E, tokens[b], (a + b + 1) * 100_000 * E)
-             for a, b in ((0, 1), (0, 2), (1, 2))]
-    pair_tokens = {p: sorted((tokens[a], tokens[b])) for p, (a, b) in zip(pairs, ((0, 1), (0, 2), (1, 2)))}
-    people = [s.account(f"user_{i}", 1_000) for i in range(users)]
-
-    batch = Batch(s, per_block)
-    for user in people:
-        for token in tokens:
-            batch.add(team, token, "mint(address,uint256)", user, 1_000_000 * E, gas=80_000)
-        for spender_of in (*tokens, *pairs):
-            batch.add(user, spender_of, "approve(address,uint256)", router, 2**256 - 1, gas=60_000)
-    batch.flush()
-
-    saved = dict.fromkeys(people, 0)
-    wrapped = dict.fromkeys(people, 0)
-    providing: set[tuple[str, str]] = set()
-    kinds = ["transfer"] * 35 + ["swap"] * 25 + ["add"] * 7 + ["remove"] * 5 + ["deposit"] * 10 \
-        + ["withdraw"] * 5 + ["withdraw_all"] * 3 + ["wrap"] * 6 + ["unwrap"] * 4
-    for _ in range(transactions):
-        user, kind = rng.choice(people), rng.choice(kinds)
-        amount = rng.randint(1, 500) * E // 10
-        pair = rng.choice(pairs)
-        if kind == "remove" and (user, pair) not in providing:
-            kind = "add"
-        if kind in ("withdraw", "withdraw_all") and not saved[user]:
-            kind = "deposit"
-        if kind == "unwrap" and not wrapped[user]:
-            kind = "wrap"
-        if kind == "transfer":
-            to = rng.choice([p for p in people if p != user])
-            batch.add(user, rng.choice(tokens), "transfer(address,uint256)", to, amount, gas=80_000)
-        elif kind == "swap":
-            batch.add(user, router, "swapExactIn(address,address,uint256,uint256)", pair,
-                      rng.choice(pair_tokens[pair]), amount, 1, gas=200_000)
-        elif kind == "add":
-            batch.add(user, router, "addLiquidity(address,uint256)", pair, amount, gas=250_000)
-            providing.add((user, pair))
-        elif kind == "remove":
-            share = rng.choice((2_500, 5_000, 10_000))
-            batch.add(user, router, "removeLiquidity(address,uint256)", pair, share, gas=250_000)
-            if share == 10_000:
-                providing.discard((user, pair))
-        elif kind == "deposit":
-            batch.add(user, vault, "deposit()", value=amount // 100, gas=80_000)
-            saved[user] += amount // 100
-        elif kind == "withdraw":
-            batch.add(user, vault, "withdraw(uint256)", saved[user] // 2, gas=80_000)
-            saved[user] -= saved[user] // 2
-        elif kind == "withdraw_all":
-            batch.add(user, vault, "withdrawAll()", gas=80_000)
-            saved[user] = 0
-        elif kind == "wrap":
-            batch.add(user, weth, "deposit()", value=amount // 100, gas=80_000)
-            wrapped[user] += amount // 100
-        else:
-            batch.add(user, weth, "withdraw(uint256)", wrapped[user], gas=80_000)
-            wrapped[user] = 0
-    batch.flush()
-    roles = {"deployer": team, "factory": factory, "router": router, "vault": vault, "weth": weth,
-             **{f"token_{i}": t for i, t in enumerate(tokens)}, **{f"pair_{i}": p for i, p in enumerate(pairs)},
-             **{f"user_{i}": u for i, u in enumerate(people)}}
-    return s.finish(False, (), roles)
+    """At least `transactions` benign transactions of `OrdinaryTraffic`, about `per_block` to a block, after its
+    set-up. key_txs is empty: nothing here should look like an attack."""
+    traffic = OrdinaryTraffic(node, seed, users, per_block)
+    traffic.queue(traffic.batch, transactions)
+    traffic.batch.flush()
+    return traffic.session.finish(False, (), traffic.roles)
