@@ -30,6 +30,8 @@ ENTRY_POINT_GROUP = "kamiyo.analyzers"
 BUILTINS: tuple[str, ...] = (
     ".privileged:PrivilegedChange",
     ".outflow:LargeOutflow",
+    ".reentrancy:Reentrancy",
+    ".reserves:ReserveManipulation",
 )
 
 _log = log.get("kamiyo.analyzers")

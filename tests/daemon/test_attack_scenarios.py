@@ -1,0 +1,77 @@
+"""The transaction analyzers in the running daemon, against real attacks and real look-alikes on anvil.
+
+One anvil chain, the daemon following it with every built-in analyzer at its defaults (no `[analyzers]` table,
+no `[[watch]]`), and the Solidity scenarios of tests/support/scenarios.py played one after another. Every attack
+must be reported as an `exploit` of severity high or critical on one of the transactions that took the funds,
+with evidence; the hard negatives and 1,000 ordinary transactions must produce nothing high or critical. What
+lower-severity findings they do produce is counted and printed (BENCHMARKS.md records the figures).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from tests.support.anvil import anvil, require_anvil
+from tests.support.daemon import chain_toml, db_rows, running_daemon, storage_toml, wait_checkpoint
+from tests.support.scenarios import ATTACKS, NEGATIVES, ScenarioRun, ordinary_activity
+
+CHAIN_ID = 31_337
+LOUD = ("high", "critical")
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory):
+    """(scenario runs, findings rows) after the daemon followed every scenario on one chain."""
+    require_anvil()
+    folder = tmp_path_factory.mktemp("attacks")
+    db = folder / "k.db"
+    config = folder / "k.toml"
+    with anvil(CHAIN_ID) as node:
+        config.write_text(storage_toml(db) + chain_toml("local", node))
+        with running_daemon(config) as daemon:
+            runs: list[ScenarioRun] = [play(node) for play in (*ATTACKS.values(), *NEGATIVES.values())]
+            runs.append(ordinary_activity(node, transactions=1_000))
+            wait_checkpoint(db, CHAIN_ID, int(node.rpc("eth_blockNumber"), 16), timeout=120)
+        assert daemon.returncode == 0, daemon.stderr_text[-3000:]
+    rows = db_rows(db, "SELECT kind, severity, type, block_number, tx_hash, evidence FROM findings "
+                       "WHERE status = 'active'")
+    findings = [dict(zip(("kind", "severity", "type", "block", "tx_hash", "evidence"), r)) for r in rows]
+    for f in findings:
+        f["evidence"] = json.loads(f["evidence"])
+    return runs, findings
+
+
+def within(run: ScenarioRun, findings: list[dict]) -> list[dict]:
+    return [f for f in findings if run.first_block <= f["block"] <= run.last_block and f["kind"] != "fork-detected"]
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_is_an_exploit_finding_on_the_transaction_that_took_the_funds(played, name):
+    runs, findings = played
+    [run] = [r for r in runs if r.name == name]
+    loud = [f for f in within(run, findings) if f["severity"] in LOUD and f["type"] == "exploit"
+            and f["tx_hash"] in run.key_txs]
+    assert loud, f"{name}: nothing high/critical on {run.key_txs}; found {summarize(within(run, findings))}"
+    for f in loud:
+        evidence = f["evidence"]
+        assert evidence["tx_hash"] == f["tx_hash"] and evidence["addresses"] and evidence["labels"]
+        assert run.roles["victim"] in {a["address"] for a in evidence["addresses"]} or \
+            run.roles["victim"] in {label["entity"] for label in evidence["labels"]}, (name, f["kind"], evidence)
+
+
+def test_look_alikes_and_ordinary_activity_raise_nothing_high_or_critical(played):
+    runs, findings = played
+    benign = [r for r in runs if not r.attack]
+    assert sum(len(r.txs) for r in benign if r.name == "ordinary-activity") >= 1_000
+    loud = [(r.name, f["kind"], f["severity"], f["tx_hash"]) for r in benign for f in within(r, findings)
+            if f["severity"] in LOUD]
+    assert loud == []
+    counts = Counter((r.name, f["kind"], f["severity"]) for r in benign for f in within(r, findings))
+    print("\nfalse positives below high, by scenario, analyzer and severity:", dict(sorted(counts.items())))
+
+
+def summarize(findings: list[dict]) -> list[tuple]:
+    return [(f["kind"], f["severity"], f["type"], f["tx_hash"]) for f in findings]
