@@ -17,7 +17,7 @@ from ..analyzers.tx.flows import NATIVE, candidates, selector
 from ..analyzers.tx.runner import AnalyzerSet
 from ..chains.activity import block_activity, read_log, traces_of
 from ..chains.blocks import BlockRef
-from ..chains.deployments import RECEIPTS, BlockTraces
+from ..chains.deployments import RECEIPTS, BlockTraces, NewContract
 from ..chains.mappers import MalformedNodeAnswer
 from ..chains.rpc import RpcClient
 from ..findings import Finding
@@ -45,7 +45,8 @@ class AnalysisStage:
     def needs_traces(self) -> bool:
         return self.analyzers.needs_traces
 
-    async def __call__(self, block: BlockRef, traced: BlockTraces | None = None) -> list[Finding]:
+    async def __call__(self, block: BlockRef, traced: BlockTraces | None = None,
+                       found: list[NewContract] | None = None) -> list[Finding]:
         if not self.active:
             return []
         started = time.perf_counter()
@@ -53,6 +54,8 @@ class AnalysisStage:
         if activity is None:
             return []
         activity.context["watched"] = self.watched
+        # contract -> the transaction that created it (what the deployment finder saw, factories included)
+        activity.context["created"] = {c.address: c.tx_hash.lower() for c in found or ()}
         try:
             return self.analyzers.run(activity)
         finally:

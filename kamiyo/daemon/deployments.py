@@ -100,7 +100,7 @@ class DeploymentStage:
         traced = await self.finder.fetch(block.number)
         found = self.finder.found_in(block.number, traced)
         upgrades = await self.proxies.upgrades(block.hash, block.number)
-        analyzed = await self.analysis(block, traced) if self.analysis is not None else []
+        analyzed = await self.analysis(block, traced, found) if self.analysis is not None else []
         return _Fetched(found, await self.finder.code(found), upgrades, analyzed)
 
     async def _fetched(self, block: BlockRef) -> _Fetched:

@@ -1,7 +1,9 @@
 """The transaction analyzers in the running daemon, against real attacks and real look-alikes on anvil.
 
-One anvil chain, the daemon following it with every built-in analyzer at its defaults (no `[analyzers]` table,
-no `[[watch]]`), and the Solidity scenarios of tests/support/scenarios.py played one after another. Every attack
+One anvil chain carrying the Solidity scenarios of tests/support/scenarios.py, played one after another, then
+the daemon following it from genesis with every built-in analyzer at its defaults (no `[analyzers]` table) and
+the scenarios' contracts under `[[watch]]` as their team would put them (so privileged-change sees the malicious
+and the timelocked upgrade alike). Every attack
 must be reported as an `exploit` of severity high or critical on one of the transactions that took the funds,
 with evidence; the hard negatives and 1,000 ordinary transactions must produce nothing high or critical. What
 lower-severity findings they do produce is counted and printed (BENCHMARKS.md records the figures).
@@ -20,6 +22,7 @@ from tests.support.scenarios import ATTACKS, NEGATIVES, ScenarioRun, ordinary_ac
 
 CHAIN_ID = 31_337
 LOUD = ("high", "critical")
+WATCHED_ROLES = ("victim", "proxy", "timelock", "vault", "lending")
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +33,12 @@ def played(tmp_path_factory):
     db = folder / "k.db"
     config = folder / "k.toml"
     with anvil(CHAIN_ID) as node:
-        config.write_text(storage_toml(db) + chain_toml("local", node))
+        runs: list[ScenarioRun] = [play(node) for play in (*ATTACKS.values(), *NEGATIVES.values())]
+        runs.append(ordinary_activity(node, transactions=1_000))
+        watched = sorted({r.roles[role] for r in runs for role in WATCHED_ROLES if role in r.roles})
+        config.write_text(storage_toml(db) + chain_toml("local", node) + "".join(
+            f'\n[[watch]]\nchain = "local"\naddress = "{address}"\n' for address in watched))
         with running_daemon(config) as daemon:
-            runs: list[ScenarioRun] = [play(node) for play in (*ATTACKS.values(), *NEGATIVES.values())]
-            runs.append(ordinary_activity(node, transactions=1_000))
             wait_checkpoint(db, CHAIN_ID, int(node.rpc("eth_blockNumber"), 16), timeout=120)
         assert daemon.returncode == 0, daemon.stderr_text[-3000:]
     rows = db_rows(db, "SELECT kind, severity, type, block_number, tx_hash, evidence FROM findings "
@@ -66,10 +71,14 @@ def test_look_alikes_and_ordinary_activity_raise_nothing_high_or_critical(played
     runs, findings = played
     benign = [r for r in runs if not r.attack]
     assert sum(len(r.txs) for r in benign if r.name == "ordinary-activity") >= 1_000
-    loud = [(r.name, f["kind"], f["severity"], f["tx_hash"]) for r in benign for f in within(r, findings)
-            if f["severity"] in LOUD]
-    assert loud == []
+    loud = [(r.name, f["kind"], f["severity"], f["evidence"].get("event"), f["tx_hash"]) for r in benign
+            for f in within(r, findings) if f["severity"] in LOUD]
+    assert loud == [], "\n".join(map(str, loud))
     counts = Counter((r.name, f["kind"], f["severity"]) for r in benign for f in within(r, findings))
+    [timelocked] = [r for r in benign if r.name == "timelock-upgrade"]
+    governed = [f for f in within(timelocked, findings) if f["kind"] == "privileged-change"]
+    assert {(f["severity"], f["evidence"]["event"]) for f in governed} >= {("low", "Upgraded"),
+                                                                            ("medium", "CallScheduled")}, governed
     print("\nfalse positives below high, by scenario, analyzer and severity:", dict(sorted(counts.items())))
 
 

@@ -107,6 +107,9 @@ EVENTS: tuple[Event, ...] = (
 )
 BY_TOPIC = {e.topic: e for e in EVENTS}
 
+# Set at creation: events a contract emits in the transaction that created it are its initial configuration
+# (a proxy's first Upgraded, a timelock's role grants, an owner set by an initializer the constructor called);
+# they are reported low and informational with `at_creation`. An initializer called later is not covered.
 # Timelocks: a change executed by one was announced (scheduled) at least its delay before, which is what a
 # protocol's governance is for; it is reported low and informational, with the timelock named. OpenZeppelin's
 # TimelockController emits CallExecuted(id, index, target, value, data); Compound's Timelock (and GovernorBravo
@@ -180,9 +183,11 @@ class PrivilegedChange(Analyzer):
                                  data_chars=len(entry.data))
                     continue
                 timelock = timelock_execution(tx)
-                severity = Severity.LOW if timelock else severity_of(event, args)
+                at_creation = created_by(activity, tx, entry.address)
+                severity = Severity.LOW if timelock or at_creation else severity_of(event, args)
                 if severity.rank >= self._floor:
-                    out.append(self._finding(activity, tx, entry, event, args, watched, timelock))
+                    out.append(self._finding(activity, tx, entry, event, args, watched, timelock, at_creation,
+                                             severity))
         return out
 
     def _scheduled(self, activity: BlockActivity, tx: TxObserved, entry: Log,
@@ -210,7 +215,8 @@ class PrivilegedChange(Analyzer):
                        fingerprint(KIND, chain_id, target, tx.hash, entry.log_index), evidence)
 
     def _finding(self, activity: BlockActivity, tx: TxObserved, entry: Log, event: Event, args: dict[str, str],
-                 watched: Mapping[str, str | None], timelock: dict[str, Any] | None) -> Finding:
+                 watched: Mapping[str, str | None], timelock: dict[str, Any] | None, at_creation: bool,
+                 severity: Severity) -> Finding:
         evidence: dict[str, Any] = {
             "event": event.name,
             "signature": event.signature,
@@ -226,6 +232,7 @@ class PrivilegedChange(Analyzer):
             "to_label": watched.get(tx.to) if tx.to else None,
             "args": args,
             "timelock": timelock,
+            "at_creation": at_creation,
             "confidence": self.info.confidence,
         }
         if "role" in args:
@@ -234,8 +241,8 @@ class PrivilegedChange(Analyzer):
         evidence["addresses"] = _addresses(event, args, entry, tx)
         return Finding(
             kind=KIND,
-            severity=Severity.LOW if timelock else severity_of(event, args),
-            type=FindingType.INFO if timelock else event.type,
+            severity=severity,
+            type=FindingType.INFO if timelock or at_creation else event.type,
             chain_id=activity.block.chain_id,
             subject=entry.address,
             block=activity.block.number,
@@ -243,6 +250,13 @@ class PrivilegedChange(Analyzer):
             fingerprint=fingerprint(KIND, activity.block.chain_id, entry.address, tx.hash, entry.log_index),
             evidence=evidence,
         )
+
+
+def created_by(activity: BlockActivity, tx: TxObserved, contract: str) -> bool:
+    """Whether this transaction created the contract: its constructor (or an initializer called from it) sets
+    its first owner, roles and implementation, which is a set-up, not a change."""
+    created = activity.context.get("created") or {}
+    return created.get(contract) == tx.hash or any(c.address == contract for c in tx.created)
 
 
 def timelock_execution(tx: TxObserved) -> dict[str, Any] | None:

@@ -355,3 +355,21 @@ def test_declared_as_a_log_analyzer():
     info = PrivilegedChange.info
     assert (info.id, info.consumes, info.needs_traces) == ("privileged-change", frozenset({"logs"}), False)
     assert PrivilegedChange.Settings is PrivilegedSettings
+
+
+def test_events_in_the_transaction_that_created_the_contract_are_its_set_up_not_a_change():
+    from kamiyo.analyzers.tx.base import Created
+
+    upgrade, owner = log(PROXY, UPGRADED, (IMPL,), index=0), log(PROXY, OWNERSHIP_TRANSFERRED, (ZERO, OWNER), index=1)
+    creation = TxObserved("0x" + "c1" * 32, 0, OWNER, None, 0, "0x", True, (upgrade, owner),
+                          created=(Created(PROXY, OWNER),))
+    findings = PrivilegedChange().analyze(block(creation))
+    assert [(f.severity, f.type, f.evidence["at_creation"]) for f in findings] == [
+        (Severity.LOW, FindingType.INFO, True)] * 2
+    # a factory's product: the deployment finder names the creating transaction in the context
+    later = tx(upgrade, hash_="0x" + "c2" * 32)
+    activity = block(later)
+    activity.context["created"] = {PROXY: later.hash}
+    assert [f.severity for f in PrivilegedChange().analyze(activity)] == [Severity.LOW]
+    activity.context["created"] = {PROXY: "0x" + "c3" * 32}  # created by another transaction: a real change
+    assert [f.severity for f in PrivilegedChange().analyze(activity)] == [Severity.HIGH]
