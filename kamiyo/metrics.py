@@ -40,8 +40,9 @@ ANALYZER_SKIPPED = Counter("kamiyo_analyzer_skipped", "Blocks an analyzer did no
 ANALYZER_SECONDS = Histogram("kamiyo_analyzer_seconds", "CPU time an analyzer took over one block", ["analyzer"],
                              buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0), registry=REGISTRY)
 ANALYSIS_SECONDS = Histogram("kamiyo_analysis_seconds",
-                             "Wall time of a block's analysis stage: fetching its activity and running the analyzers",
-                             ["chain"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+                             "Wall time of a block's analysis, by step: fetch (its activity, run ahead) and run (the "
+                             "analyzers, in block order)",
+                             ["chain", "step"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
                              registry=REGISTRY)
 
 

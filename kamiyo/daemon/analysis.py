@@ -45,21 +45,27 @@ class AnalysisStage:
     def needs_traces(self) -> bool:
         return self.analyzers.needs_traces
 
-    async def __call__(self, block: BlockRef, traced: BlockTraces | None = None,
-                       found: list[NewContract] | None = None) -> list[Finding]:
+    async def fetch(self, block: BlockRef, traced: BlockTraces | None = None,
+                    found: list[NewContract] | None = None) -> BlockActivity | None:
+        """The block's activity, or None when there is nothing to analyze. Safe to run ahead, out of order."""
         if not self.active:
-            return []
+            return None
         started = time.perf_counter()
         activity = await (self._everything(block, traced) if self.full else self._watched_logs(block))
-        if activity is None:
-            return []
-        activity.context["watched"] = self.watched
-        # contract -> the transaction that created it (what the deployment finder saw, factories included)
-        activity.context["created"] = {c.address: c.tx_hash.lower() for c in found or ()}
+        if activity is not None:
+            activity.context["watched"] = self.watched
+            # contract -> the transaction that created it (what the deployment finder saw, factories included)
+            activity.context["created"] = {c.address: c.tx_hash.lower() for c in found or ()}
+        ANALYSIS_SECONDS.labels(self.chain, "fetch").observe(time.perf_counter() - started)
+        return activity
+
+    def run(self, activity: BlockActivity) -> list[Finding]:
+        """The analyzers over one block: called in block order (they keep state across blocks)."""
+        started = time.perf_counter()
         try:
             return self.analyzers.run(activity)
         finally:
-            ANALYSIS_SECONDS.labels(self.chain).observe(time.perf_counter() - started)
+            ANALYSIS_SECONDS.labels(self.chain, "run").observe(time.perf_counter() - started)
 
     async def _everything(self, block: BlockRef, traced: BlockTraces | None) -> BlockActivity:
         calls = [("eth_getBlockByHash", [block.hash, True])]

@@ -48,7 +48,7 @@ class _Fetched:
     found: list[NewContract]
     codes: list[bytes]
     upgrades: list[Upgrade]
-    analyzed: list[Finding] = field(default_factory=list)  # the transaction analyzers' findings
+    activity: BlockActivity | None = None  # for the transaction analyzers, which run in block order
 
 
 @dataclass
@@ -100,8 +100,8 @@ class DeploymentStage:
         traced = await self.finder.fetch(block.number)
         found = self.finder.found_in(block.number, traced)
         upgrades = await self.proxies.upgrades(block.hash, block.number)
-        analyzed = await self.analysis(block, traced, found) if self.analysis is not None else []
-        return _Fetched(found, await self.finder.code(found), upgrades, analyzed)
+        activity = await self.analysis.fetch(block, traced, found) if self.analysis is not None else None
+        return _Fetched(found, await self.finder.code(found), upgrades, activity)
 
     async def _fetched(self, block: BlockRef) -> _Fetched:
         at = self._position.get(block.hash)
@@ -114,7 +114,9 @@ class DeploymentStage:
 
     async def __call__(self, block: BlockRef) -> Write | None:
         fetched = await self._fetched(block)
-        if not fetched.found and not fetched.upgrades and not fetched.analyzed:
+        # here, not in the fetch: analyzers keep state across blocks, and blocks are fetched ahead out of order
+        analyzed = self.analysis.run(fetched.activity) if fetched.activity is not None else []
+        if not fetched.found and not fetched.upgrades and not analyzed:
             return None
         rows, standards = {}, {}
         for contract, code in zip(fetched.found, fetched.codes):
@@ -124,7 +126,7 @@ class DeploymentStage:
             standards[contract.address] = seen.standard
         await self._read_implementations(rows, standards, block.number)
         output = _BlockOutput(block, keys={r["skeleton_hash"] for r in rows.values()}, rows=list(rows),
-                              findings=list(fetched.analyzed))
+                              findings=list(analyzed))
         output.upgrades = upgrade_rows = await self._upgrades(fetched.upgrades, rows)
         families = {}
         for row in rows.values():

@@ -75,6 +75,10 @@ def test_look_alikes_and_ordinary_activity_raise_nothing_high_or_critical(played
             for f in within(r, findings) if f["severity"] in LOUD]
     assert loud == [], "\n".join(map(str, loud))
     counts = Counter((r.name, f["kind"], f["severity"]) for r in benign for f in within(r, findings))
+    # the sole depositor takes back exactly what the ledger saw them pay in: not even a low outflow finding
+    # (this also holds only if the analyzers saw the blocks in order, though the daemon fetches them ahead)
+    [sole] = [r for r in benign if r.name == "sole-depositor-withdraw"]
+    assert [f for f in within(sole, findings) if f["kind"] == "large-outflow"] == []
     [timelocked] = [r for r in benign if r.name == "timelock-upgrade"]
     governed = [f for f in within(timelocked, findings) if f["kind"] == "privileged-change"]
     assert {(f["severity"], f["evidence"]["event"]) for f in governed} >= {("low", "Upgraded"),

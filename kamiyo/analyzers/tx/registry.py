@@ -28,8 +28,10 @@ ENTRY_POINT_GROUP = "kamiyo.analyzers"
 
 # The built-in analyzers, as `module:Class` (relative to this package), imported lazily by load_registry.
 BUILTINS: tuple[str, ...] = (
-    ".privileged:PrivilegedChange",
+    ".exploit_contract:ExploitContract",
+    ".flashloan:FlashLoan",
     ".outflow:LargeOutflow",
+    ".privileged:PrivilegedChange",
     ".reentrancy:Reentrancy",
     ".reserves:ReserveManipulation",
 )
