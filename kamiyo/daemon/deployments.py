@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import log, metrics
 from ..analyzers.bytecode.classify import PROXY_KINDS
+from ..analyzers.tx.base import BlockActivity
 from ..chains.blocks import BlockRef
 from ..chains.deployments import DeploymentFinder, NewContract
 from ..chains.proxies import ProxyReader, Upgrade

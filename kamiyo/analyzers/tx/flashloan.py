@@ -87,9 +87,11 @@ _log = log.get("kamiyo.analyzers.flashloan")
 
 
 class FlashLoanSettings(NoSettings):
-    critical_share: float = 0.5  # a victim's loss, as a share of its balance before the transaction, that is critical
-    min_victim_share: float = 0.1  # below this share of a known balance a loss is an ordinary borrow, not a victim
-    price_factor: float = Field(2.0, gt=1)  # a pool price pushed this far (×, either way) is a large move
+    critical_share: float = Field(0.5,
+        description="a victim's loss, as a share of its balance before the transaction, that is critical")
+    min_victim_share: float = Field(0.1,
+        description="below this share of a known balance a loss is an ordinary borrow, not a victim")
+    price_factor: float = Field(2.0, gt=1, description="a pool price pushed this far (×, either way) is a large move")
     # a profitable loan with no loser (an arbitrage, a liquidation) is reported low/info: it keeps a trail of an
     # exploit whose victim this analyzer could not see, at a severity alerting at medium and above never pages on
     report_profit_only: bool = True

@@ -43,11 +43,13 @@ CONTROL_EVENTS = {
 
 
 class OutflowSettings(NoSettings):
-    min_share: float = Field(0.5, gt=0, le=1)  # of the balance before, lost in one transaction or the window
+    min_share: float = Field(0.5, gt=0, le=1,
+        description="of the balance before, lost in one transaction or the window")
     window_blocks: int = Field(10, ge=1, le=10_000)
-    min_native: int = Field(10**18, ge=0)  # wei; smaller native losses are not reported
-    min_supply_share: float = Field(1e-4, ge=0, le=1)  # token losses below this share of the supply are dust
-    refund_tolerance: float = Field(0.05, ge=0, le=1)  # taking back up to paid-in × (1 + this) is a refund
+    min_native: int = Field(10**18, ge=0, description="wei; smaller native losses are not reported")
+    min_supply_share: float = Field(1e-4, ge=0, le=1,
+        description="token losses below this share of the supply are dust")
+    refund_tolerance: float = Field(0.05, ge=0, le=1, description="taking back up to paid-in × (1 + this) is a refund")
     max_ledger_entries: int = Field(200_000, ge=1_000)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_hash.auto import keccak
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from ... import log
 from ...findings import Finding, FindingType, Severity, fingerprint
@@ -123,8 +123,9 @@ EVENT_NAMES = (*(e.name for e in EVENTS), "CallScheduled")
 
 
 class PrivilegedSettings(NoSettings):
-    ignore_events: list[str] = []  # event names (as in EVENT_NAMES) not to report
-    min_severity: Severity = Severity.LOW  # findings below it are not reported; low reports everything
+    ignore_events: list[str] = Field([], description="event names (as in EVENT_NAMES) not to report")
+    min_severity: Severity = Field(Severity.LOW,
+        description="findings below it are not reported; low reports everything")
 
     @field_validator("ignore_events")
     @classmethod

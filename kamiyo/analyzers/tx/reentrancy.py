@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from ...findings import Finding, FindingType, Severity, fingerprint
 from .base import BALANCES, TRACES, Analyzer, AnalyzerInfo, BlockActivity, CallFrame, NoSettings, TxObserved, label
@@ -50,8 +50,8 @@ NetOf = Callable[[int], dict[tuple[str, str], int]]  # transaction position in t
 
 
 class ReentrancySettings(NoSettings):
-    min_reentries: int = 1  # re-entering calls into the paying account, in the transaction
-    critical_share: float = 0.5  # of the account's balance before the transaction, lost in it
+    min_reentries: int = Field(1, description="re-entering calls into the paying account, in the transaction")
+    critical_share: float = Field(0.5, description="of the account's balance before the transaction, lost in it")
 
     @field_validator("min_reentries")
     @classmethod

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from ... import log
 from ...findings import Finding, FindingType, Severity, fingerprint
@@ -57,7 +57,8 @@ _log = log.get("kamiyo.analyzers.reserves")
 
 
 class ReserveSettings(NoSettings):
-    min_price_move: float = 0.2  # the excursion (highest / lowest price on the path, minus one) to report
+    min_price_move: float = Field(0.2,
+        description="the excursion (highest / lowest price on the path, minus one) to report")
 
     @field_validator("min_price_move")
     @classmethod
