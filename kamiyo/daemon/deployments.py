@@ -8,6 +8,7 @@ upgrades and findings (retracted, not deleted) with it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from eth_hash.auto import keccak
@@ -20,7 +21,8 @@ from ..analyzers.tx.base import BlockActivity
 from ..chains.blocks import BlockRef
 from ..chains.deployments import DeploymentFinder, NewContract
 from ..chains.proxies import ProxyReader, Upgrade
-from ..findings import Finding
+from ..feeds.incidents import rebuild_incidents
+from ..findings import Finding, FindingType
 from ..storage.findings import record_finding, retract_findings
 from ..storage.schema import deployments, proxy_upgrades
 from ..storage.upsert import insert_new, upsert
@@ -70,8 +72,10 @@ class _BlockOutput:
 
 class DeploymentStage:
     def __init__(self, finder: DeploymentFinder, linker: Linker, engine: AsyncEngine,
-                 proxies: ProxyReader | None = None, analysis=None) -> None:
+                 proxies: ProxyReader | None = None, analysis=None,
+                 source_types: Mapping[str, str] | None = None) -> None:
         self.finder = finder
+        self.source_types = dict(source_types or {})  # feed name -> type, to rank sources when incidents rebuild
         self.analysis = analysis  # an AnalysisStage: the block's activity through the transaction analyzers
         self.linker = linker
         self.engine = engine
@@ -152,6 +156,9 @@ class DeploymentStage:
             output.findings += [f for address, key in families.items()
                                 for f in exploit_findings(self.linker, rows[address], key)]
             output.created = [f for f in output.findings if await record_finding(conn, f)]
+            if any(f.type is FindingType.EXPLOIT for f in output.created):
+                # an attack seen on chain is an incident of its own, merged with the feeds' reports of it
+                await rebuild_incidents(conn, self.source_types)
 
         return write
 

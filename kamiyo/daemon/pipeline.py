@@ -16,9 +16,11 @@ from .linking import Linker
 
 
 def build_pipeline(chain: ChainSettings, client: RpcClient, engine: AsyncEngine, linker: Linker,
-                   analyzers: AnalyzerSet | None = None, watched: dict[str, str | None] | None = None) -> ChainFollower:
+                   analyzers: AnalyzerSet | None = None, watched: dict[str, str | None] | None = None,
+                   source_types: dict[str, str] | None = None) -> ChainFollower:
     analysis = AnalysisStage(client, analyzers, watched or {}, chain.name) if analyzers is not None else None
     stage = DeploymentStage(DeploymentFinder(client, chain.chain_id, chain.name), linker, engine,
-                            analysis=analysis if analysis is not None and analysis.active else None)
+                            analysis=analysis if analysis is not None and analysis.active else None,
+                            source_types=source_types)
     return ChainFollower(EvmChainSource(chain, client), engine, work=stage, on_rollback=stage.rollback,
                          after_commit=stage.committed)

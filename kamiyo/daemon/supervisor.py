@@ -67,14 +67,16 @@ async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
 
 async def follow_chain(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event,
                        heartbeats: Heartbeats | None = None, analyzers: AnalyzerSet | None = None,
-                       watched: dict[str, str | None] | None = None) -> None:
+                       watched: dict[str, str | None] | None = None,
+                       source_types: dict[str, str] | None = None) -> None:
     """One chain until `stop`: heads by WebSocket subscription where `ws` is configured (the follower still
     catches up over HTTP, which fills any gap a dropped socket left), else polling every poll_interval."""
     heads = HeadSignal() if chain.ws else None
     watcher = asyncio.create_task(WsHeadSubscription(chain.ws).run(heads.notify, stop),
                                   name=f"{chain.name}.heads") if heads else None
     try:
-        await _follow(chain, engine, linker, stop, heads, heartbeats or Heartbeats(), analyzers, watched)
+        await _follow(chain, engine, linker, stop, heads, heartbeats or Heartbeats(), analyzers, watched,
+                      source_types)
     finally:
         if watcher is not None:  # a chain stopped for good must not leave its subscription running
             watcher.cancel()
@@ -82,13 +84,14 @@ async def follow_chain(chain: ChainSettings, engine, linker: Linker, stop: async
 
 
 async def _follow(chain: ChainSettings, engine, linker: Linker, stop: asyncio.Event, heads: HeadSignal | None,
-                  heartbeats: Heartbeats, analyzers: AnalyzerSet | None, watched: dict | None) -> None:
+                  heartbeats: Heartbeats, analyzers: AnalyzerSet | None, watched: dict | None,
+                  source_types: dict[str, str] | None) -> None:
     clog = log.get("kamiyo.daemon").bind(chain=chain.name, chain_id=chain.chain_id)
     backoff = chain.poll_interval
     while not stop.is_set():
         try:
             async with RpcClient(chain.rpc, requests_per_second=chain.requests_per_second) as client:
-                follower = build_pipeline(chain, client, engine, linker, analyzers, watched)
+                follower = build_pipeline(chain, client, engine, linker, analyzers, watched, source_types)
                 try:
                     await follower.start()
                     metrics.CHAIN_UP.labels(chain.name).set(1)
@@ -126,14 +129,18 @@ class Supervisor:
         self.engine, self.linker, self.heartbeats, self.grace = engine, linker, heartbeats, grace
         self.running: dict[str, tuple[ChainSettings, asyncio.Event, asyncio.Task]] = {}
         self.feeds: tuple[Settings, asyncio.Event, asyncio.Task] | None = None
-        self.analyzers: AnalyzerSet | None = None
+        self.analyzer_config: Settings | None = None  # each chain builds its own analyzers from it (they keep state)
         self.watched: dict[str, dict[str, str | None]] = {}  # chain name -> watched address -> label
         self.log = log.get("kamiyo.daemon")
 
     def start(self, chain: ChainSettings) -> None:
         stop = asyncio.Event()
+        # one set per chain: an analyzer's state (a ledger, recent creations, the blocks it saw) is one chain's
+        analyzers = AnalyzerSet.from_settings(self.analyzer_config) if self.analyzer_config is not None else None
+        config = self.analyzer_config
+        source_types = {f.name: f.type for f in config.feeds} if config is not None else None
         task = asyncio.create_task(follow_chain(chain, self.engine, self.linker, stop, self.heartbeats,
-                                                self.analyzers, self.watched.get(chain.name, {})),
+                                                analyzers, self.watched.get(chain.name, {}), source_types),
                                    name=chain.name)
         self.running[chain.name] = (chain, stop, task)
 
@@ -179,16 +186,23 @@ class Supervisor:
         await asyncio.gather(task, return_exceptions=True)
         self.heartbeats.retire("feeds")
 
+    def _analyzer_key(self) -> tuple | None:
+        """What decides a chain's analyzers: which are enabled and their tables (a threshold changed restarts)."""
+        if self.analyzer_config is None:
+            return None
+        return AnalyzerSet.from_settings(self.analyzer_config).ids, self.analyzer_config.analyzers
+
     async def apply(self, chains: list[ChainSettings], settings: Settings | None = None) -> dict[str, list[str]]:
         """Make the running set match `chains`: removed ones stop, changed ones restart, new ones start. With
         `settings`, analyzers and watched contracts are taken from it; chains whose share of them changed restart."""
         wanted = {c.name: c for c in chains}
-        before = (self.analyzers.ids if self.analyzers else None, dict(self.watched))
+        before = (self._analyzer_key(), dict(self.watched))
         if settings is not None:
-            self.analyzers = AnalyzerSet.from_settings(settings)
+            self.analyzer_config = settings
             self.watched = {c.name: settings.watched(c.name) for c in chains}
-        retuned = {n for n in wanted if (self.analyzers.ids if self.analyzers else None) != before[0]
-                   or self.watched.get(n, {}) != before[1].get(n, {})} if settings is not None else set()
+        analyzers_changed = self._analyzer_key() != before[0]
+        retuned = {n for n in wanted if analyzers_changed or self.watched.get(n, {}) != before[1].get(n, {})} \
+            if settings is not None else set()
         removed = sorted(set(self.running) - set(wanted))
         changed = sorted(n for n in set(self.running) & set(wanted) if self.running[n][0] != wanted[n] or n in retuned)
         added = sorted(set(wanted) - set(self.running))

@@ -46,7 +46,7 @@ async def rebuild_incidents(conn: AsyncConnection, source_types: Mapping[str, st
     `source_types` maps a feed's name to its type (e.g. {"llama": "defillama"}); a source missing from it is
     ranked by its name. Runs in the caller's transaction: commit it with the record writes."""
     rows = (await conn.execute(select(*_COLUMNS))).all()
-    rows += [finding_record(f) for f in await conn.execute(_exploit_findings())]
+    rows += finding_records(list(await conn.execute(_exploit_findings())))
     previous = {row.id: dict(row._mapping) for row in await conn.execute(select(incidents))}
     fresh = incident_rows(rows, source_types or {}, previous)
     await conn.execute(delete(incidents))
@@ -57,7 +57,7 @@ async def rebuild_incidents(conn: AsyncConnection, source_types: Mapping[str, st
 def rebuild_incidents_sync(conn: Connection) -> int:
     """`rebuild_incidents` for a migration (a synchronous connection, no feed types known: sources by name)."""
     rows = conn.execute(select(*_COLUMNS)).all()
-    rows += [finding_record(f) for f in conn.execute(_exploit_findings())]
+    rows += finding_records(list(conn.execute(_exploit_findings())))
     previous = {row.id: dict(row._mapping) for row in conn.execute(select(incidents))}
     fresh = incident_rows(rows, {}, previous)
     conn.execute(delete(incidents))
@@ -73,19 +73,62 @@ def _exploit_findings():
     return select(findings).where(and_(findings.c.type == "exploit", findings.c.status == "active"))
 
 
-def finding_record(finding: Any) -> SimpleNamespace:
-    """The daemon's own exploit finding as a feed record, so that it merges with off-chain reports of the same
-    attack (a shared transaction, a shared victim). Its evidence may name the protocol and addresses by role."""
-    evidence = finding.evidence or {}
-    addresses = [{"role": a.get("role", "other"), "chain_id": finding.chain_id, "address": str(a["address"]).lower()}
-                 for a in evidence.get("addresses", ()) if isinstance(a, dict) and a.get("address")]
+def finding_records(found: list[Any]) -> list[SimpleNamespace]:
+    """The daemon's own exploit findings as feed records, one per attack, so that they merge with off-chain
+    reports of it (a shared transaction, a shared victim). Several analyzers report one attack, and an attack
+    may take several transactions; since one source's records never merge with each other, findings are
+    grouped here: those sharing a transaction, or a subject on one chain within a day, are one record."""
+    groups = _Groups(len(found))
+    first_by: dict[tuple, int] = {}
+    for i, f in enumerate(found):
+        keys = [("tx", f.chain_id, f.tx_hash)] if f.tx_hash else []
+        day = f.created_at.date() if f.created_at else None
+        keys.append(("subject", f.chain_id, f.subject, day))
+        for key in keys:
+            if key in first_by:
+                groups.join(first_by[key], i)
+            else:
+                first_by[key] = i
+    members: dict[int, list[Any]] = {}
+    for i, f in enumerate(found):
+        members.setdefault(groups.root(i), []).append(f)
+    return [_attack_record(sorted(group, key=lambda f: f.fingerprint)) for group in members.values()]
+
+
+class _Groups:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def root(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def join(self, a: int, b: int) -> None:
+        self.parent[self.root(a)] = self.root(b)
+
+
+def _attack_record(group: list[Any]) -> SimpleNamespace:
+    first = group[0]
+    addresses, seen = [], set()
+    for f in group:
+        for a in (f.evidence or {}).get("addresses", ()):
+            if isinstance(a, dict) and a.get("address"):
+                entry = (a.get("role", "other"), str(a["address"]).lower())
+                if entry not in seen:
+                    seen.add(entry)
+                    addresses.append({"role": entry[0], "chain_id": f.chain_id, "address": entry[1]})
+    protocol = next((str(f.evidence["protocol"]) for f in group if (f.evidence or {}).get("protocol")), None)
+    days = [f.created_at.date() for f in group if f.created_at]
     return SimpleNamespace(
-        source=ONCHAIN, ref=finding.fingerprint, kind=INCIDENT,
-        protocol=str(evidence.get("protocol") or f"{finding.kind} {finding.subject}"),
-        day=finding.created_at.date() if finding.created_at else None, chains=[finding.chain_id],
-        loss_usd=evidence.get("loss_usd"), loss_text=None, classification=finding.kind,
-        technique=evidence.get("technique"), addresses=addresses,
-        tx_hashes=[finding.tx_hash] if finding.tx_hash else [], references=[])
+        source=ONCHAIN, ref=first.fingerprint, kind=INCIDENT,
+        protocol=protocol or f"{first.kind} {first.subject}",
+        day=min(days) if days else None, chains=sorted({f.chain_id for f in group}),
+        loss_usd=next((f.evidence.get("loss_usd") for f in group if (f.evidence or {}).get("loss_usd")), None),
+        loss_text=None, classification=", ".join(sorted({f.kind for f in group})),
+        technique=next((f.evidence.get("technique") for f in group if (f.evidence or {}).get("technique")), None),
+        addresses=addresses, tx_hashes=sorted({f.tx_hash for f in group if f.tx_hash}), references=[])
 
 
 def incident_rows(records: Iterable[Any], source_types: Mapping[str, str],

@@ -72,7 +72,7 @@ def test_forks_are_linked_across_three_chains_and_only_third_party_copies_are_fi
     assert family(1002, factory_b) == family(1001, factory_a)
     assert family(1001, pairs_a[0]) != family(1001, factory_a)  # a factory is not its product
 
-    findings = db_rows(db, "SELECT kind, chain_id, subject, status, evidence FROM findings")
+    findings = db_rows(db, "SELECT kind, chain_id, subject, status, evidence FROM findings WHERE kind = 'fork-detected'")
     by_subject = {(c, s): json.loads(e) for _, c, s, _, e in findings}
     # the third party's copies: the fork of the factory, and one finding for all the pairs it makes
     assert set(by_subject) == {(1002, factory_b), (1002, pairs_b[0])}, findings
@@ -81,7 +81,7 @@ def test_forks_are_linked_across_three_chains_and_only_third_party_copies_are_fi
     assert evidence["origin"] == other and evidence["other_origin"] == team
     assert evidence["related"][0]["chain_id"] == 1001 and evidence["related"][0]["relation"] in ("fork", "clone")
     logged = log_events(daemon.stderr_text)
-    created = sorted(e["subject"] for e in logged if e["event"] == "finding.created")
+    created = sorted(e["subject"] for e in logged if e["event"] == "finding.created" and e["kind"] == "fork-detected")
     assert created == sorted([factory_b, pairs_b[0]])
 
 

@@ -321,7 +321,7 @@ def test_the_daemons_own_exploit_finding_merges_with_the_off_chain_report_of_the
     from datetime import date, datetime, timezone
     from types import SimpleNamespace
 
-    from kamiyo.feeds.incidents import ONCHAIN, finding_record, incident_rows
+    from kamiyo.feeds.incidents import ONCHAIN, finding_records, incident_rows
 
     tx = "0x" + "c3" * 32
     report = SimpleNamespace(source="rekt", ref="https://rekt.news/x", kind="incident", protocol="Xyz Finance",
@@ -330,10 +330,37 @@ def test_the_daemons_own_exploit_finding_merges_with_the_off_chain_report_of_the
     finding = SimpleNamespace(fingerprint="0x" + "f0" * 32, kind="reentrancy", type="exploit", chain_id=1,
                               subject="0x" + "aa" * 20, tx_hash=tx, created_at=datetime(2026, 11, 30, tzinfo=timezone.utc),
                               evidence={"addresses": [{"role": "victim", "address": "0x" + "AA" * 20}]})
-    rows = incident_rows([report, finding_record(finding)], {})
+    rows = incident_rows([report, *finding_records([finding])], {})
     assert len(rows) == 1 and {s["source"] for s in rows[0]["sources"]} == {"rekt", ONCHAIN}
     assert any("shared transaction" in why for why in rows[0]["why"])
     assert {"role": "victim", "chain_id": 1, "address": "0x" + "aa" * 20} in rows[0]["addresses"]
+
+
+def test_several_findings_of_one_attack_are_one_incident_and_unrelated_attacks_are_not():
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from kamiyo.feeds.incidents import finding_records, incident_rows
+
+    day = datetime(2026, 11, 30, tzinfo=timezone.utc)
+
+    def found(n, kind, subject, tx, when=day):
+        return SimpleNamespace(fingerprint=f"0x{n:064x}", kind=kind, type="exploit", chain_id=1, subject=subject,
+                               tx_hash=tx, created_at=when, evidence={"addresses": [
+                                   {"role": "victim", "address": subject}]})
+
+    vault, pool, other = "0x" + "aa" * 20, "0x" + "bb" * 20, "0x" + "cc" * 20
+    attack = [found(1, "reentrancy", vault, "0x01"), found(2, "large-outflow", vault, "0x01"),
+              found(3, "flash-loan", pool, "0x01"),  # the same transaction, another subject
+              found(4, "large-outflow", vault, "0x02")]  # the same victim, a second transaction that day
+    unrelated = [found(5, "large-outflow", other, "0x03"),
+                 found(6, "large-outflow", vault, "0x04", datetime(2026, 12, 5, tzinfo=timezone.utc))]
+    records = finding_records(attack + unrelated)
+    assert sorted(len(r.tx_hashes) for r in records) == [1, 1, 2]
+    [whole] = [r for r in records if len(r.tx_hashes) == 2]
+    assert (whole.classification, whole.tx_hashes) == ("flash-loan, large-outflow, reentrancy", ["0x01", "0x02"])
+    assert {a["address"] for a in whole.addresses} == {vault, pool}
+    assert len(incident_rows(records, {})) == 3
 
 
 async def test_rebuilding_reads_active_exploit_findings_from_the_database(tmp_path):
