@@ -7,9 +7,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from kamiyo.analyzers.tx import flashloan as fl
+from kamiyo.analyzers.tx import flows
+from kamiyo.analyzers.tx import loans as fl
 from kamiyo.analyzers.tx.base import CallFrame, Log, TxObserved
-from kamiyo.analyzers.tx.flashloan import KIND, FlashLoan, FlashLoanSettings, log_loans, pool_signals, trace_loans
+from kamiyo.analyzers.tx.flashloan import KIND, FlashLoan, FlashLoanSettings, pool_signals
+from kamiyo.analyzers.tx.loans import log_loans, trace_loans
 from kamiyo.analyzers.tx.flows import NATIVE, V2_SWAP, V2_SYNC, V3_SWAP, movements
 from kamiyo.findings import FindingType, Severity, fingerprint
 from tests.analyzers.tx.build import addr, block, call, event, transfer, tx, word
@@ -37,7 +39,7 @@ def data(*values: int | str) -> str:
 
 
 def calldata(signature: str, *values: int | str, tail: str = "") -> str:
-    return fl.selector(signature) + hx(*values) + tail
+    return flows.selector(signature) + hx(*values) + tail
 
 
 def send(sender: str, token: str, to: str, amount: int) -> CallFrame:
@@ -160,8 +162,8 @@ def test_a_loan_repaid_with_no_profit_and_no_loser_is_nothing():
     USDC, repay the loan. Debt tokens burned, aTokens burned, pools traded, nobody else poorer."""
     a_weth = addr(0xAA2)
     logs = (aave_v3_log(EOA, USDC, 1000 * M, 900), transfer(USDC, A_USDC, EOA, 1000 * M),
-            transfer(DEBT, EOA, fl.ZERO, 1000 * M), transfer(USDC, EOA, A_USDC, 1000 * M),
-            transfer(a_weth, EOA, fl.ZERO, 10**18), transfer(WETH, a_weth, EOA, 10**18),
+            transfer(DEBT, EOA, flows.ZERO, 1000 * M), transfer(USDC, EOA, A_USDC, 1000 * M),
+            transfer(a_weth, EOA, flows.ZERO, 10**18), transfer(WETH, a_weth, EOA, 10**18),
             transfer(WETH, EOA, PAIR_A, 10**18), transfer(USDC, PAIR_A, EOA, 1000 * M + 900),
             Log(PAIR_A, (V2_SYNC,), data(10**21, 10**12), 0), Log(PAIR_A, (V2_SWAP, word(EOA), word(EOA)),
                                                                  data(10**18, 0, 0, 1000 * M + 900), 0),
@@ -172,8 +174,8 @@ def test_a_loan_repaid_with_no_profit_and_no_loser_is_nothing():
 def test_minted_receipts_and_debt_tokens_are_not_profit():
     """Leverage: borrow, deposit, receive aTokens and debt tokens; the loan is repaid from the borrowed USDC."""
     logs = (aave_v3_log(BOT, USDC, 1000 * M, 900), transfer(USDC, A_USDC, BOT, 1000 * M),
-            transfer(USDC, BOT, A_USDC, 1000 * M), transfer(A_USDC, fl.ZERO, BOT, 1000 * M),
-            transfer(DEBT, fl.ZERO, BOT, 1000 * M), transfer(USDC, A_USDC, BOT, 1000 * M + 900),
+            transfer(USDC, BOT, A_USDC, 1000 * M), transfer(A_USDC, flows.ZERO, BOT, 1000 * M),
+            transfer(DEBT, flows.ZERO, BOT, 1000 * M), transfer(USDC, A_USDC, BOT, 1000 * M + 900),
             transfer(USDC, BOT, A_USDC, 1000 * M + 900))
     assert run(tx(EOA, BOT, logs=logs)) == []
 
