@@ -46,7 +46,9 @@ def played(tmp_path_factory):
     findings = [dict(zip(("kind", "severity", "type", "block", "tx_hash", "evidence"), r)) for r in rows]
     for f in findings:
         f["evidence"] = json.loads(f["evidence"])
-    return runs, findings
+    incidents = [{"tx_hashes": json.loads(t), "sources": json.loads(s)}
+                 for t, s in db_rows(db, "SELECT tx_hashes, sources FROM incidents")]
+    return runs, findings, incidents
 
 
 def within(run: ScenarioRun, findings: list[dict]) -> list[dict]:
@@ -55,7 +57,7 @@ def within(run: ScenarioRun, findings: list[dict]) -> list[dict]:
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_every_attack_is_an_exploit_finding_on_the_transaction_that_took_the_funds(played, name):
-    runs, findings = played
+    runs, findings, _ = played
     [run] = [r for r in runs if r.name == name]
     loud = [f for f in within(run, findings) if f["severity"] in LOUD and f["type"] == "exploit"
             and f["tx_hash"] in run.key_txs]
@@ -68,7 +70,7 @@ def test_every_attack_is_an_exploit_finding_on_the_transaction_that_took_the_fun
 
 
 def test_look_alikes_and_ordinary_activity_raise_nothing_high_or_critical(played):
-    runs, findings = played
+    runs, findings, _ = played
     benign = [r for r in runs if not r.attack]
     assert sum(len(r.txs) for r in benign if r.name == "ordinary-activity") >= 1_000
     loud = [(r.name, f["kind"], f["severity"], f["evidence"].get("event"), f["tx_hash"]) for r in benign
@@ -84,6 +86,15 @@ def test_look_alikes_and_ordinary_activity_raise_nothing_high_or_critical(played
     assert {(f["severity"], f["evidence"]["event"]) for f in governed} >= {("low", "Upgraded"),
                                                                             ("medium", "CallScheduled")}, governed
     print("\nfalse positives below high, by scenario, analyzer and severity:", dict(sorted(counts.items())))
+
+
+def test_each_attack_is_one_incident_of_the_daemons_own(played):
+    runs, _, incidents = played
+    for run in (r for r in runs if r.attack):
+        holding = [i for i in incidents if set(run.key_txs) & set(i["tx_hashes"])]
+        assert len(holding) == 1, (run.name, holding)
+        assert {s["source"] for s in holding[0]["sources"]} == {"kamiyo"}
+    assert len(incidents) == len(ATTACKS)  # and the look-alikes are none
 
 
 def summarize(findings: list[dict]) -> list[tuple]:

@@ -8,6 +8,8 @@ counterparty and token, of what each paid in and took out since the daemon start
 - they gave something for it in the same transaction (a share burn, another token: a redemption, a swap, a
   loan against collateral): low for a burn, medium otherwise; whether that price was fair is for the flash-loan
   and reserve-manipulation analyzers to judge;
+- the taker deployed the contract: medium (an attacker sweeping its own contract, or a team its own; a rug pull
+  looks the same);
 - they gave nothing and had not paid in: `exploit`, high when the ledger saw most of the balance arrive from
   others (the money provably was not theirs), medium when the history is too short to tell; critical when who
   controls the contract changed (ownership, upgrade, admin, initializer) in the window before.
@@ -87,6 +89,7 @@ class LargeOutflow(Analyzer):
         self._control: dict[str, deque[tuple[int, str, str]]] = {}  # contract -> (block, event, tx)
         # accounts some transaction proved to be contracts: a plain-value deposit into one proves nothing itself
         self._known: OrderedDict[str, None] = OrderedDict()
+        self._deployers: OrderedDict[str, str] = OrderedDict()  # contract -> the account whose transaction made it
 
     # ---------------------------------------------------------------------------------------------- state
 
@@ -115,8 +118,11 @@ class LargeOutflow(Analyzer):
         for address in proven:
             self._known[address] = None
             self._known.move_to_end(address)
-        while len(self._known) > self.settings.max_ledger_entries:
-            self._known.popitem(last=False)
+        for created in tx.created:
+            self._deployers[created.address] = tx.sender
+        for memory in (self._known, self._deployers):
+            while len(memory) > self.settings.max_ledger_entries:
+                memory.popitem(last=False)
         parties = {m.sender for m in moves} | {m.recipient for m in moves}
         return proven | {a for a in parties if a in self._known}
 
@@ -237,6 +243,9 @@ class LargeOutflow(Analyzer):
             return Severity.CRITICAL, FindingType.EXPLOIT, f"control changed ({control[-1][1]}) in the window"
         if burned:
             return Severity.LOW, FindingType.INFO, "shares burned for it"
+        if takers and all(self._deployers.get(holder) == t for t in takers):
+            # an attacker sweeping its own contract, or a team emptying its own; also how a rug pull looks
+            return Severity.MEDIUM, FindingType.SUSPICIOUS, "taken by the account that deployed it"
         if paid_now:
             return Severity.MEDIUM, FindingType.SUSPICIOUS, "paid for in the same transaction"
         seen_in = self._received.get((holder, token), 0)

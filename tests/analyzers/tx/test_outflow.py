@@ -86,6 +86,21 @@ def test_a_constructor_setting_its_first_owner_is_no_control_change():
     assert found.severity is Severity.HIGH
 
 
+def test_the_deployer_emptying_its_own_contract_is_medium_not_an_exploit():
+    from kamiyo.analyzers.tx.base import Created
+
+    analyzer = LargeOutflow()
+    creation = tx(MALLORY, None, created=(Created(HELPER, MALLORY),), trace=call(MALLORY, HELPER, kind="CREATE"))
+    loot = tx(ALICE, VAULT, trace=call(ALICE, VAULT, input="0x2e1a7d4d",
+                                       calls=(call(VAULT, HELPER, value=10 * ETH, input="0x"),)))
+    sweep = tx(MALLORY, HELPER, trace=call(MALLORY, HELPER, input="0x01020304",
+                                           calls=(call(HELPER, MALLORY, value=10 * ETH, input="0x"),)))
+    *_, [found] = run(analyzer, block(1, creation), block(2, loot, balances={(VAULT, NATIVE): 100 * ETH}),
+                      block(3, sweep, balances={(HELPER, NATIVE): 10 * ETH}))
+    assert (found.subject, found.severity, found.type) == (HELPER, Severity.MEDIUM, FindingType.SUSPICIOUS)
+    assert found.evidence["reason"] == "taken by the account that deployed it"
+
+
 def test_without_the_history_of_who_paid_in_a_drain_is_only_medium():
     analyzer = LargeOutflow()
     [[found]] = run(analyzer, block(5, withdraw(MALLORY, 20 * ETH), balances={(VAULT, NATIVE): 20 * ETH}))
