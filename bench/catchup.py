@@ -205,13 +205,17 @@ def baseline(url: str, head: int) -> dict:
 # --------------------------------------------------------------------------------------------- product
 
 
-async def assemble(chain, client, engine):
+async def assemble(chain, client, engine, analyzers: bool):
     """The daemon's per-chain pipeline, built by the function kamiyo/daemon/supervisor.py `follow_chain` calls, with
-    the shared Linker loaded as `run` loads it. When that assembly changes shape, this is the one place to follow."""
+    the shared Linker loaded as `run` loads it, and (as `run` does by default) every built-in transaction analyzer
+    at its defaults. When that assembly changes shape, this is the one place to follow."""
+    from kamiyo.analyzers.tx.registry import load_registry
+    from kamiyo.analyzers.tx.runner import AnalyzerSet
     from kamiyo.daemon.linking import Linker
     from kamiyo.daemon.pipeline import build_pipeline
 
-    return build_pipeline(chain, client, engine, await Linker.load(engine))
+    chosen = AnalyzerSet(cls() for cls in load_registry(include_plugins=False).values()) if analyzers else None
+    return build_pipeline(chain, client, engine, await Linker.load(engine), chosen)
 
 
 def count_calls(client, counts: Counter) -> None:
@@ -240,7 +244,7 @@ def timed(fn: Callable[..., Awaitable], totals: dict, key: str) -> Callable[...,
     return wrapper
 
 
-async def catch_up(url: str, head: int, workdir: Path) -> dict:
+async def catch_up(url: str, head: int, workdir: Path, analyzers: bool = True) -> dict:
     """One catch-up from an empty database to `head`; returns its figures and what it stored."""
     from sqlalchemy import inspect, text
 
@@ -257,7 +261,7 @@ async def catch_up(url: str, head: int, workdir: Path) -> dict:
         async with RpcClient(chain.rpc, requests_per_second=chain.requests_per_second) as client:
             t0 = time.perf_counter()
             await upgrade(engine)
-            follower = await assemble(chain, client, engine)
+            follower = await assemble(chain, client, engine, analyzers)
             setup_s = time.perf_counter() - t0
             stage = follower.work
             count_calls(client, calls)
@@ -286,10 +290,10 @@ async def catch_up(url: str, head: int, workdir: Path) -> dict:
             "stage_s": split["stage"], "db_mib": db.stat().st_size / 2**20}
 
 
-def profile_run(url: str, head: int, workdir: Path, top: int) -> str:
+def profile_run(url: str, head: int, workdir: Path, top: int, analyzers: bool) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
-    asyncio.run(catch_up(url, head, workdir))
+    asyncio.run(catch_up(url, head, workdir, analyzers))
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -303,7 +307,7 @@ def profile_run(url: str, head: int, workdir: Path, top: int) -> str:
 # ----------------------------------------------------------------------------------------------- report
 
 
-def summarize(chain: dict, base: dict, runs: list[dict], code: str) -> list[tuple[str, str]]:
+def summarize(chain: dict, base: dict, runs: list[dict], code: str, analyzers: bool) -> list[tuple[str, str]]:
     product = runs[len(runs) // 2]
     ratio = product["rate"] / base["rate"]
     rest = product["seconds"] - product["headers_s"] - product["stage_s"]
@@ -316,6 +320,8 @@ def summarize(chain: dict, base: dict, runs: list[dict], code: str) -> list[tupl
         ("baseline (sync web3.py: block, trace, code; no analysis, no DB)",
          f"{base['rate']:,.1f} blocks/s ({base['seconds']:.1f} s, {base['calls']:,} calls; client on a core "
          f"{base['cpu_share']:.0%} of the wall time)"),
+        ("transaction analyzers", "every built-in at its defaults (as `kamiyo run`)" if analyzers else
+         "off (--no-analyzers): deployments only"),
         ("product, catch-up from an empty database",
          f"{product['rate']:,.1f} blocks/s, median of {len(runs)} (range {runs[0]['rate']:,.1f}–"
          f"{runs[-1]['rate']:,.1f}; {product['seconds']:.1f} s; {product['requests']:,} HTTP requests; "
@@ -348,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of *.jsonl.gz bytecode files")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="also print a cProfile of one catch-up")
     ap.add_argument("--no-append", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ap.add_argument("--no-analyzers", action="store_true", help="deployments only, as before the analyzers")
     args = ap.parse_args(argv)
     if args.blocks < 1 or args.txs < 2 or args.repeat < 1:
         print("catchup bench: --blocks and --repeat must be at least 1, --txs at least 2", file=sys.stderr)
@@ -372,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.repeat):
             print(f"product, run {i + 1} of {args.repeat} ...", file=sys.stderr)
             anvil0, t0 = cpu_seconds(node.process.pid), time.perf_counter()
-            run = asyncio.run(catch_up(node.http, chain["head"], Path(tmp)))
+            run = asyncio.run(catch_up(node.http, chain["head"], Path(tmp), not args.no_analyzers))
             run["anvil_cpu_share"] = (cpu_seconds(node.process.pid) - anvil0) / (time.perf_counter() - t0)
             runs.append(run)
             if run["method"] != "trace_block":
@@ -380,9 +387,10 @@ def main(argv: list[str] | None = None) -> int:
             if not run["stored"] == chain["created"] == base["found"]:
                 raise SystemExit(f"DEPLOYMENT COUNT MISMATCH: {chain['created']} created, {run['stored']} stored "
                                  f"by Kamiyo, {base['found']} found by the baseline")
-        profile = profile_run(node.http, chain["head"], Path(tmp), args.profile) if args.profile else ""
+        profile = profile_run(node.http, chain["head"], Path(tmp), args.profile, not args.no_analyzers) \
+            if args.profile else ""
     runs.sort(key=lambda r: r["rate"])
-    lines = summarize(chain, base, runs, args.code)
+    lines = summarize(chain, base, runs, args.code, not args.no_analyzers)
     print_table("catch-up", info, lines)
     if profile:
         print(f"\ncProfile of one catch-up (top {args.profile}):\n{profile}")

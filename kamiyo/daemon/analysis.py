@@ -45,13 +45,28 @@ class AnalysisStage:
     def needs_traces(self) -> bool:
         return self.analyzers.needs_traces
 
-    async def fetch(self, block: BlockRef, traced: BlockTraces | None = None,
-                    found: list[NewContract] | None = None) -> BlockActivity | None:
+    async def download(self, block: BlockRef, method: str | None) -> object:
+        """The node's answers the block's activity is made of, fetched while the deployment finder fetches its
+        traces (`method` is the finder's source: a receipts-only node's receipts are not asked for twice)."""
+        if not self.full:
+            return await self._watched_logs(block)
+        calls = [("eth_getBlockByHash", [block.hash, True])]
+        if method != RECEIPTS:
+            calls.append(("eth_getBlockReceipts", [block.hash]))
+        return await self.client.batch(calls)
+
+    async def assemble(self, block: BlockRef, downloaded: object, traced: BlockTraces | None = None,
+                       found: list[NewContract] | None = None) -> BlockActivity | None:
         """The block's activity, or None when there is nothing to analyze. Safe to run ahead, out of order."""
-        if not self.active:
-            return None
         started = time.perf_counter()
-        activity = await (self._everything(block, traced) if self.full else self._watched_logs(block))
+        if self.full:
+            answers = downloaded
+            receipts = answers[1] if len(answers) > 1 else traced.raw if traced is not None else None
+            activity = block_activity(block, answers[0], receipts, traces_of(traced))
+            if BALANCES in self.analyzers.consumes and block.number > 0:
+                await self._balances(activity)
+        else:
+            activity = downloaded
         if activity is not None:
             activity.context["watched"] = self.watched
             # contract -> the transaction that created it (what the deployment finder saw, factories included)
@@ -66,17 +81,6 @@ class AnalysisStage:
             return self.analyzers.run(activity)
         finally:
             ANALYSIS_SECONDS.labels(self.chain, "run").observe(time.perf_counter() - started)
-
-    async def _everything(self, block: BlockRef, traced: BlockTraces | None) -> BlockActivity:
-        calls = [("eth_getBlockByHash", [block.hash, True])]
-        if traced is None or traced.method != RECEIPTS:
-            calls.append(("eth_getBlockReceipts", [block.hash]))
-        answers = await self.client.batch(calls)
-        receipts = answers[1] if len(answers) > 1 else traced.raw
-        activity = block_activity(block, answers[0], receipts, traces_of(traced))
-        if BALANCES in self.analyzers.consumes and block.number > 0:
-            await self._balances(activity)
-        return activity
 
     async def _balances(self, activity: BlockActivity) -> None:
         pairs, tokens = candidates(activity)

@@ -70,6 +70,10 @@ class _BlockOutput:
         return len(self.rows)
 
 
+async def _nothing() -> None:
+    return None
+
+
 class DeploymentStage:
     def __init__(self, finder: DeploymentFinder, linker: Linker, engine: AsyncEngine,
                  proxies: ProxyReader | None = None, analysis=None,
@@ -102,11 +106,16 @@ class DeploymentStage:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch(self, block: BlockRef) -> _Fetched:
-        traced = await self.finder.fetch(block.number)
+        """Two waves of concurrent requests: traces, upgrade logs and the analyzers' block and receipts; then the
+        new contracts' code and the balances the analyzers need (both depend on the first wave)."""
+        traced, upgrades, downloaded = await asyncio.gather(
+            self.finder.fetch(block.number), self.proxies.upgrades(block.hash, block.number),
+            self.analysis.download(block, self.finder.method) if self.analysis is not None else _nothing())
         found = self.finder.found_in(block.number, traced)
-        upgrades = await self.proxies.upgrades(block.hash, block.number)
-        activity = await self.analysis.fetch(block, traced, found) if self.analysis is not None else None
-        return _Fetched(found, await self.finder.code(found), upgrades, activity)
+        codes, activity = await asyncio.gather(
+            self.finder.code(found),
+            self.analysis.assemble(block, downloaded, traced, found) if self.analysis is not None else _nothing())
+        return _Fetched(found, codes, upgrades, activity)
 
     async def _fetched(self, block: BlockRef) -> _Fetched:
         at = self._position.get(block.hash)
