@@ -41,6 +41,8 @@ bench: $(BENCH_INSTALLED) $(NODE_INSTALLED)
 	$(PY) bench/catchup.py
 	$(PY) bench/latency.py
 	$(PY) bench/memory.py
+	$(PY) bench/analyzers.py
+	$(PY) bench/detection.py
 
 clean:
 	rm -rf $(VENV) node_modules build *.egg-info out .cache
