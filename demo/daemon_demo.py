@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from tests.support import npm_artifacts  # noqa: E402  (the demo reuses the test chain kit)
 from tests.support.anvil import anvil  # noqa: E402
 from tests.support.defihacklabs import write_checkout  # noqa: E402
+from tests.support.scenarios import run_reentrancy_drain  # noqa: E402
 from tests.support.contracts import (  # noqa: E402
     clone_factory_creation, create_pair, creation_code, deploy, make_clone, runtime_deployer, word,
 )
@@ -122,9 +123,10 @@ def report(uniswap_pair: str) -> None:
     print(kamiyo("graph", "export", "--format", "text", "--out", "-"))
     say(f"what Uniswap's pair {uniswap_pair} is related to, on every chain (kamiyo forks)")
     print(kamiyo("forks", f"mainnet-sim:{uniswap_pair}", "--format", "text"))
-    say("findings: third parties' copies, and every copy of the drained pair's code (kamiyo findings)")
+    say("findings: third parties' copies, every copy of the drained pair's code, and the attack seen on chain "
+        "(kamiyo findings)")
     print(kamiyo("findings", "--format", "text"))
-    say("the incident (kamiyo incidents --format text)")
+    say("incidents: the feed's, and the one the daemon saw itself (kamiyo incidents --format text)")
     print(kamiyo("incidents", "--format", "text"))
 
 
@@ -156,6 +158,9 @@ def main() -> int:
             wait_caught_up(nodes.values(), daemon)
             deploy_pancake(nodes["bsc-sim"], pancake_team)
             deploy_l2(nodes["l2-sim"], l2_team, user)
+            say("an attack while the daemon watches: a vault on mainnet-sim drained by re-entrancy")
+            attack = run_reentrancy_drain(nodes["mainnet-sim"])
+            say(f"  attack transaction {attack.key_txs[0]} took the funds of {attack.roles['victim']}")
             wait_caught_up(nodes.values(), daemon)
             wait_findings_settle()
         finally:

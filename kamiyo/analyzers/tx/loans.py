@@ -35,16 +35,8 @@ TRANSFER_CALL = selector("transfer(address,uint256)")
 TRANSFER_FROM_CALL = selector("transferFrom(address,address,uint256)")
 ON_FLASH_LOAN = selector("onFlashLoan(address,address,uint256,uint256,bytes)")
 
-# What a borrower calls on a lender to borrow (exploit-contract looks for these in bytecode too)
-LENDER_ENTRIES = {selector(s): s for s in (
-    "flashLoan(address,address[],uint256[],uint256[],address,bytes,uint16)",  # Aave v2 / v3
-    "flashLoanSimple(address,address,uint256,bytes,uint16)",  # Aave v3
-    "flashLoan(address,address[],uint256[],bytes)",  # Balancer vault
-    "flashLoan(address,address,uint256,bytes)",  # ERC-3156
-    "flash(address,uint256,uint256,bytes)",  # Uniswap V3
-    "swap(uint256,uint256,address,bytes)",  # Uniswap V2 (a flash swap when the bytes are not empty)
-)}
-# What a lender calls back on its borrower, with the provider kind it names
+# What a lender calls back on its borrower, with the provider kind it names (exploit-contract looks for
+# implementations of these in bytecode)
 BORROWER_CALLBACKS = {selector(s): (s, kind) for s, kind in (
     ("uniswapV2Call(address,uint256,uint256,bytes)", "uniswap-v2-flash-swap"),
     ("pancakeCall(address,uint256,uint256,bytes)", "uniswap-v2-flash-swap"),
