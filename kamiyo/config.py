@@ -113,6 +113,9 @@ class ChainSettings(_Strict):
     requests_per_second: Annotated[float, Field(gt=0)] = 50.0
     start_block: Annotated[int, Field(ge=0)] | Literal["latest"] = "latest"
     poll_interval: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    # where traces come from: "auto" probes trace_block, then debug_traceBlockByNumber (call tracer); naming one
+    # uses only it; "none" reads receipts (top-level deployments only; analyzers needing traces are skipped)
+    traces: Literal["auto", "trace_block", "debug_trace", "none"] = "auto"
 
     @field_validator("name")
     @classmethod

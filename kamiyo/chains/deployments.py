@@ -42,8 +42,9 @@ def _address(value: object, what: str) -> str:
 
 
 class DeploymentFinder:
-    def __init__(self, client: RpcClient, chain_id: int, chain_name: str = "") -> None:
+    def __init__(self, client: RpcClient, chain_id: int, chain_name: str = "", traces: str = "auto") -> None:
         self.client = client
+        self.traces = traces  # the chain's `traces` setting: auto, trace_block, debug_trace or none
         self.chain_id = chain_id
         self.method: str | None = None
         self.chain_name = chain_name or str(chain_id)
@@ -51,7 +52,9 @@ class DeploymentFinder:
         self.log = log.get("kamiyo.deployments").bind(chain=chain_name or str(chain_id))
 
     async def probe(self) -> str:
-        for method, params in ((TRACE_BLOCK, ["0x0"]), (DEBUG_TRACE, ["0x0", {"tracer": "callTracer"}])):
+        candidates = [(TRACE_BLOCK, ["0x0"]), (DEBUG_TRACE, ["0x0", {"tracer": "callTracer"}])]
+        chosen = {"auto": candidates, "trace_block": candidates[:1], "debug_trace": candidates[1:], "none": []}
+        for method, params in chosen[self.traces]:
             try:
                 await self.client.call(method, params)
             except RpcError:
@@ -60,8 +63,9 @@ class DeploymentFinder:
             break
         else:
             self.method = RECEIPTS
-            self.log.warning("deployments.no_traces", detail="neither trace_block nor debug_traceBlockByNumber: "
-                             "contracts created inside transactions will be missed")
+            self.log.warning("deployments.no_traces", traces=self.traces,
+                             detail="no trace method (configured or offered): contracts created inside "
+                                    "transactions will be missed and analyzers that need traces skipped")
         self.log.info("deployments.source", method=self.method)
         metrics.DEPLOYMENT_SOURCE.labels(self.chain_name, self.method).set(1)
         return self.method

@@ -43,7 +43,7 @@ async def backfill(chain: ChainSettings, engine: AsyncEngine, linker: Linker, fi
         if last > confirmed:
             raise InputError(f"--to {last} is beyond the confirmed head {confirmed} of chain {chain.name!r}; "
                              "the daemon follows the head itself")
-        stage = DeploymentStage(DeploymentFinder(client, chain.chain_id, chain.name), linker, engine)
+        stage = DeploymentStage(DeploymentFinder(client, chain.chain_id, chain.name, chain.traces), linker, engine)
         for start in range(first, last + 1, CHUNK):
             for block in await source.blocks(start, min(last, start + CHUNK - 1)):
                 write = await stage(block)

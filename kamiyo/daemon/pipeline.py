@@ -19,7 +19,7 @@ def build_pipeline(chain: ChainSettings, client: RpcClient, engine: AsyncEngine,
                    analyzers: AnalyzerSet | None = None, watched: dict[str, str | None] | None = None,
                    source_types: dict[str, str] | None = None) -> ChainFollower:
     analysis = AnalysisStage(client, analyzers, watched or {}, chain.name) if analyzers is not None else None
-    stage = DeploymentStage(DeploymentFinder(client, chain.chain_id, chain.name), linker, engine,
+    stage = DeploymentStage(DeploymentFinder(client, chain.chain_id, chain.name, chain.traces), linker, engine,
                             analysis=analysis if analysis is not None and analysis.active else None,
                             source_types=source_types)
     return ChainFollower(EvmChainSource(chain, client), engine, work=stage, on_rollback=stage.rollback,
