@@ -8,7 +8,9 @@ deployment finder on `trace_block`, so every block's traces are fetched and hand
 Two runs on fresh nodes and databases, the same traffic (same seed):
 - baseline: every analyzer disabled in `[analyzers.<id>]` (the daemon only finds deployments);
 - analyzers: every built-in analyzer on at its defaults (the product).
-Measured over the feeding window, per run: blocks and transactions processed, how far the checkpoint trails the
+Then, in the analyzers run, `--attacks` re-entrancy drains are played at the head among the traffic, and each
+one's latency is taken from its block first appearing at the node to its exploit finding being committed (both
+watched from threads polling every 5 ms). Measured over the feeding window, per run: blocks and transactions processed, how far the checkpoint trails the
 head (sampled every 0.25 s), the daemon's CPU time per block (/proc, utime + stime), and from its /metrics the
 analysis stage's wall time per block and each analyzer's CPU time per block. Headroom is the block time over the
 daemon's CPU per block (the pipeline is one event loop, so CPU per block is what bounds it); the extra cost of
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import REPO, append_section, checkpoint, cpu_seconds, machine, print_table, stop_daemon  # noqa: E402
 from kamiyo.analyzers.tx.registry import load_registry  # noqa: E402
 from tests.support.anvil import anvil  # noqa: E402
-from tests.support.scenarios import Batch, OrdinaryTraffic  # noqa: E402
+from tests.support.scenarios import Batch, OrdinaryTraffic, run_reentrancy_drain  # noqa: E402
 
 CHAIN_ID = 31337
 BLOCK_TIME = 1.0
@@ -83,7 +86,49 @@ def feed(node, traffic: OrdinaryTraffic, per_block: int, seconds: float, stop: t
         time.sleep(max(0.0, tick - time.monotonic()))
 
 
-def run(analyzers_on: bool, seconds: float, per_block: int, workdir: Path) -> dict:
+def watch_blocks(node, stop: threading.Event, seen: dict[int, float]) -> None:
+    """First time (monotonic) each block number is seen at the node, polled every 5 ms."""
+    while not stop.is_set():
+        number = int(node.rpc("eth_blockNumber"), 16)
+        seen.setdefault(number, time.monotonic())
+        time.sleep(0.005)
+
+
+def watch_findings(db: Path, stop: threading.Event, found: dict[str, float]) -> None:
+    """First time (monotonic) each transaction's high or critical exploit finding is committed, polled every 5 ms."""
+    while not stop.is_set():
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            for (tx_hash,) in con.execute("SELECT tx_hash FROM findings WHERE type = 'exploit' AND severity IN "
+                                          "('high', 'critical')"):
+                found.setdefault(tx_hash, time.monotonic())
+        time.sleep(0.005)
+
+
+def attack_latency(node, db: Path, traffic: OrdinaryTraffic, per_block: int) -> dict:
+    """A re-entrancy drain played at the head among the ordinary traffic: from its block appearing at the node to
+    the daemon's committed exploit finding on its transaction (both watched from threads of their own)."""
+    stop, seen, found, sent = threading.Event(), {}, {}, []
+    threads = [threading.Thread(target=watch_blocks, args=(node, stop, seen)),
+               threading.Thread(target=watch_findings, args=(db, stop, found)),
+               threading.Thread(target=feed, args=(node, traffic, per_block, 3600, stop, sent))]
+    for thread in threads:
+        thread.start()
+    try:
+        key = run_reentrancy_drain(node).key_txs[0]
+        block = int(node.rpc("eth_getTransactionReceipt", [key])["blockNumber"], 16)
+        deadline = time.monotonic() + 30
+        while key not in found and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    if key not in found or block not in seen:
+        return {"latency_ms": None}
+    return {"latency_ms": 1000 * (found[key] - seen[block]), "block": block}
+
+
+def run(analyzers_on: bool, seconds: float, per_block: int, workdir: Path, attacks: int = 0) -> dict:
     name = "analyzers" if analyzers_on else "baseline"
     db, config = workdir / f"{name}.db", workdir / f"{name}.toml"
     with anvil(CHAIN_ID, extra=["--gas-limit", "100000000"]) as node:
@@ -121,6 +166,8 @@ def run(analyzers_on: bool, seconds: float, per_block: int, workdir: Path) -> di
             cpu, after_metrics = cpu_seconds(daemon.pid) - cpu_before, scrape(port)
             counts = [int(node.rpc("eth_getBlockTransactionCountByNumber", [hex(n)]), 16)
                       for n in range(first_head + 1, last_head + 1)]
+            latencies = [attack_latency(node, db, traffic, per_block)["latency_ms"] for _ in range(attacks)] \
+                if analyzers_on else []
         finally:
             stop_daemon(daemon, timeout=20)
             log.close()
@@ -134,19 +181,20 @@ def run(analyzers_on: bool, seconds: float, per_block: int, workdir: Path) -> di
     return {"name": name, "blocks": blocks, "txs": sum(counts), "sent": sum(sent),
             "lag_p50": lags[len(lags) // 2] if lags else 0, "lag_p99": lags[int(len(lags) * 0.99)] if lags else 0,
             "lag_max": max(lags, default=0), "cpu_ms_per_block": 1000 * cpu / blocks, "drained_s": drained,
-            "stage_ms": stage, "per_analyzer_ms": per_analyzer}
+            "stage_ms": stage, "per_analyzer_ms": per_analyzer, "latencies": latencies}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--per-block", type=int, default=100)
+    parser.add_argument("--attacks", type=int, default=3, help="re-entrancy drains played at the head, for latency")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args(argv)
     info = machine()
     with tempfile.TemporaryDirectory(prefix="kamiyo-bench-analyzers-") as tmp:
         base = run(False, args.seconds, args.per_block, Path(tmp))
-        full = run(True, args.seconds, args.per_block, Path(tmp))
+        full = run(True, args.seconds, args.per_block, Path(tmp), args.attacks)
     rows = []
     for r in (base, full):
         rows += [
@@ -162,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
                  f"{full['stage_ms']['fetch']:.1f} ms / {full['stage_ms']['run']:.1f} ms"))
     for analyzer_id, ms in sorted(full["per_analyzer_ms"].items()):
         rows.append((f"analyzers: {analyzer_id} CPU per block", f"{ms:.2f} ms"))
+    found = sorted(x for x in full["latencies"] if x is not None)
+    missed = len(full["latencies"]) - len(found)
+    rows.append(("analyzers: re-entrancy drain at the head, its block at the node → exploit finding committed",
+                 (f"median {found[len(found) // 2]:.0f} ms, max {found[-1]:.0f} ms over {len(found)} attack(s) among "
+                  f"the traffic" if found else "none found") + (f"; {missed} NOT FOUND within 30 s" if missed else "")))
     extra = full["cpu_ms_per_block"] - base["cpu_ms_per_block"]
     rows.append(("cost of the analyzers (CPU per block, analyzers − baseline)",
                  f"{extra:+.0f} ms ({full['cpu_ms_per_block'] / max(base['cpu_ms_per_block'], 1e-9):.2f}× the "
