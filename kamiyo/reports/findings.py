@@ -42,15 +42,18 @@ async def findings_report(engine: AsyncEngine, names: ChainNames, since: datetim
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return {"findings": [{
-        "id": row.fingerprint, "kind": row.kind, "severity": row.severity, "chain": chain_name(names, row.chain_id),
-        "subject": row.subject, "block": row.block_number, "status": row.status, "evidence": row.evidence,
-        "created_at": iso_z(row.created_at),
+        "id": row.fingerprint, "kind": row.kind, "severity": row.severity, "type": row.type,
+        "chain": chain_name(names, row.chain_id), "subject": row.subject, "block": row.block_number,
+        "tx_hash": row.tx_hash, "status": row.status,
+        "labels": (row.evidence or {}).get("labels", []),  # Forta's labels, kept in the evidence
+        "evidence": row.evidence, "created_at": iso_z(row.created_at),
     } for row in rows]}
 
 
 def render_text(report: dict) -> str:
     if not report["findings"]:
         return "no findings match\n"
-    rows = [(f["created_at"][:19] + "Z", f["severity"], f["kind"], f["chain"], f["subject"],
+    rows = [(f["created_at"][:19] + "Z", f["severity"], f["type"], f["kind"], f["chain"], f["subject"],
              f["block"], f["status"]) for f in report["findings"]]
-    return render_table(("created_at", "severity", "kind", "chain", "subject", "block", "status"), rows, right={5})
+    return render_table(("created_at", "severity", "type", "kind", "chain", "subject", "block", "status"), rows,
+                        right={6})

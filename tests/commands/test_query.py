@@ -176,9 +176,9 @@ def findings(capsys, world, *flags: str) -> list[dict]:
 def test_findings_default_to_active_oldest_first(world, capsys):
     got = findings(capsys, world)
     assert [f["subject"] for f in got] == [B1, C1, P1]
-    assert got[0] == {"id": world.findings["B1"], "kind": "fork-detected", "severity": "info", "chain": "bsc",
-                      "subject": B1, "block": 200, "status": "active", "evidence": got[0]["evidence"],
-                      "created_at": "2024-01-01T00:00:00Z"}
+    assert got[0] == {"id": world.findings["B1"], "kind": "fork-detected", "severity": "info", "type": "info",
+                      "chain": "bsc", "subject": B1, "block": 200, "tx_hash": got[0]["tx_hash"], "status": "active",
+                      "labels": [], "evidence": got[0]["evidence"], "created_at": "2024-01-01T00:00:00Z"}
     assert [f["created_at"] for f in got] == ["2024-01-01T00:00:00Z", "2024-01-02T12:00:00Z", "2024-01-03T00:00:00Z"]
 
 
@@ -206,9 +206,10 @@ def test_findings_text(world, capsys):
     rc, out, _ = run(capsys, "findings", "--config", str(world.config), "--format", "text", "--status", "all")
     lines = out.splitlines()
     assert rc == 0
-    assert lines[0].split() == ["created_at", "severity", "kind", "chain", "subject", "block", "status"]
-    assert [line.split()[4] for line in lines[2:]] == [B1, C1, P1, R1]
-    assert lines[3].split() == ["2024-01-02T12:00:00Z", "info", "fork-detected", str(UNCONFIGURED), C1, "300", "active"]
+    assert lines[0].split() == ["created_at", "severity", "type", "kind", "chain", "subject", "block", "status"]
+    assert [line.split()[5] for line in lines[2:]] == [B1, C1, P1, R1]
+    assert lines[3].split() == ["2024-01-02T12:00:00Z", "info", "info", "fork-detected", str(UNCONFIGURED), C1, "300",
+                                "active"]
 
 
 @pytest.mark.parametrize(("flags", "fragments"), [

@@ -21,7 +21,9 @@ async def test_active_findings_oldest_first_with_every_field(world, engine):
     report = await findings_report(engine, NAMES)
     assert subjects(report) == [B1, C1, P1]  # R1's finding was retracted by the reorg
     first = report["findings"][0]
-    assert set(first) == {"id", "kind", "severity", "chain", "subject", "block", "status", "evidence", "created_at"}
+    assert set(first) == {"id", "kind", "severity", "type", "chain", "subject", "block", "tx_hash", "status", "labels",
+                          "evidence", "created_at"}
+    assert (first["type"], first["labels"]) == ("info", [])
     assert first["id"] == world.findings["B1"] and first["kind"] == "fork-detected" and first["severity"] == "info"
     assert (first["chain"], first["block"], first["status"]) == ("bsc", 200, "active")
     assert first["created_at"] == "2024-01-01T00:00:00Z"
@@ -57,7 +59,7 @@ async def test_limit_keeps_the_oldest(engine):
 
 async def test_text_table(engine):
     lines = render_text(await findings_report(engine, NAMES, status="all")).splitlines()
-    assert lines[0].split() == ["created_at", "severity", "kind", "chain", "subject", "block", "status"]
-    assert lines[2].split() == ["2024-01-01T00:00:00Z", "info", "fork-detected", "bsc", B1, "200", "active"]
+    assert lines[0].split() == ["created_at", "severity", "type", "kind", "chain", "subject", "block", "status"]
+    assert lines[2].split() == ["2024-01-01T00:00:00Z", "info", "info", "fork-detected", "bsc", B1, "200", "active"]
     assert lines[-1].split()[-1] == "retracted" and len(lines) == 6
     assert render_text({"findings": []}) == "no findings match\n"
