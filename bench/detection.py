@@ -13,7 +13,6 @@ transaction. A false positive here is any finding on benign activity; the issue'
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections import Counter

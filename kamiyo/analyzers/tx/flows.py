@@ -175,14 +175,18 @@ def code_accounts(tx: TxObserved) -> set[str]:
 
 def candidates(activity: BlockActivity) -> tuple[set[tuple[str, str]], set[str]]:
     """The (holder, token) pairs whose balance before the block the pipeline should fetch, and the tokens whose
-    supply it should: contracts that lost some token or native value in one of the block's transactions."""
+    supply it should: contracts that lost some token or native value in one of the block's transactions, and
+    tokens minted in one (a supply that jumps is a signal of its own)."""
     pairs: set[tuple[str, str]] = set()
+    minted: set[str] = set()
     for tx in activity.transactions:
         contracts = code_accounts(tx)
-        for (holder, token), delta in net_flows(movements(tx)).items():
+        moves = movements(tx)
+        for (holder, token), delta in net_flows(moves).items():
             if delta < 0 and holder in contracts:
                 pairs.add((holder, token))
-    return pairs, {token for _, token in pairs if token != NATIVE}
+        minted |= {m.token for m in moves if m.sender == ZERO and m.token != NATIVE}
+    return pairs, {token for _, token in pairs if token != NATIVE} | minted
 
 
 def actor(tx: TxObserved) -> set[str]:

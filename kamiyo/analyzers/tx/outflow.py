@@ -8,8 +8,10 @@ counterparty and token, of what each paid in and took out since the daemon start
 - they gave something for it in the same transaction (a share burn, another token: a redemption, a swap, a
   loan against collateral): low for a burn, medium otherwise; whether that price was fair is for the flash-loan
   and reserve-manipulation analyzers to judge;
-- the taker deployed the contract: medium (an attacker sweeping its own contract, or a team its own; a rug pull
-  looks the same);
+- the takers are contracts of the same deployer: low (a migration); the transaction was sent by the account that
+  deployed the contract, or the taker is that account: medium (a team paying out of its treasury, an attacker
+  sweeping its own contract; a rug pull looks the same). Deployers are known for contracts created while the
+  daemon runs;
 - they gave nothing and had not paid in: `exploit`, high when the ledger saw most of the balance arrive from
   others (the money provably was not theirs), medium when the history is too short to tell; critical when who
   controls the contract changed (ownership, upgrade, admin, initializer) in the window before.
@@ -243,9 +245,12 @@ class LargeOutflow(Analyzer):
             return Severity.CRITICAL, FindingType.EXPLOIT, f"control changed ({control[-1][1]}) in the window"
         if burned:
             return Severity.LOW, FindingType.INFO, "shares burned for it"
-        if takers and all(self._deployers.get(holder) == t for t in takers):
-            # an attacker sweeping its own contract, or a team emptying its own; also how a rug pull looks
-            return Severity.MEDIUM, FindingType.SUSPICIOUS, "taken by the account that deployed it"
+        team = self._deployers.get(holder)
+        if team is not None and takers and all(self._deployers.get(t) == team for t in takers):
+            return Severity.LOW, FindingType.INFO, "moved to a contract of the same deployer (a migration)"
+        if team is not None and (tx.sender == team or all(t == team for t in takers)):
+            # a team moving its own funds, an attacker sweeping its own contract; also how a rug pull looks
+            return Severity.MEDIUM, FindingType.SUSPICIOUS, "sent by or to the account that deployed it"
         if paid_now:
             return Severity.MEDIUM, FindingType.SUSPICIOUS, "paid for in the same transaction"
         seen_in = self._received.get((holder, token), 0)

@@ -28,12 +28,15 @@ ENTRY_POINT_GROUP = "kamiyo.analyzers"
 
 # The built-in analyzers, as `module:Class` (relative to this package), imported lazily by load_registry.
 BUILTINS: tuple[str, ...] = (
+    ".approvals:ApprovalDrain",
     ".exploit_contract:ExploitContract",
     ".flashloan:FlashLoan",
     ".outflow:LargeOutflow",
     ".privileged:PrivilegedChange",
     ".reentrancy:Reentrancy",
     ".reserves:ReserveManipulation",
+    ".shares:ShareInflation",
+    ".mints:UnbackedMint",
 )
 
 _log = log.get("kamiyo.analyzers")

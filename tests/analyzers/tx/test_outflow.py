@@ -98,7 +98,23 @@ def test_the_deployer_emptying_its_own_contract_is_medium_not_an_exploit():
     *_, [found] = run(analyzer, block(1, creation), block(2, loot, balances={(VAULT, NATIVE): 100 * ETH}),
                       block(3, sweep, balances={(HELPER, NATIVE): 10 * ETH}))
     assert (found.subject, found.severity, found.type) == (HELPER, Severity.MEDIUM, FindingType.SUSPICIOUS)
-    assert found.evidence["reason"] == "taken by the account that deployed it"
+    assert found.evidence["reason"] == "sent by or to the account that deployed it"
+
+
+def test_a_team_paying_out_of_its_own_contract_is_medium_and_moving_to_its_own_new_contract_low():
+    from kamiyo.analyzers.tx.base import Created
+
+    team, grantee, successor = addr(0x7EA), addr(0x6A7), addr(0x5CC)
+    creations = tx(team, None, created=(Created(VAULT, team), Created(successor, team)),
+                   trace=call(team, VAULT, kind="CREATE"))
+    payout = withdraw(team, 8 * ETH, to=grantee)
+    migrate = withdraw(team, 10 * ETH, to=successor)
+    *_, [paid] = run(LargeOutflow(), block(1, creations, deposit(ALICE, 10 * ETH)),
+                     block(2, payout, balances={(VAULT, NATIVE): 10 * ETH}))
+    assert (paid.severity, paid.evidence["reason"]) == (Severity.MEDIUM, "sent by or to the account that deployed it")
+    *_, [moved] = run(LargeOutflow(), block(1, creations, deposit(ALICE, 10 * ETH)),
+                      block(2, migrate, balances={(VAULT, NATIVE): 10 * ETH}))
+    assert (moved.severity, moved.type) == (Severity.LOW, FindingType.INFO)
 
 
 def test_without_the_history_of_who_paid_in_a_drain_is_only_medium():
