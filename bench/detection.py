@@ -22,11 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import append_section, machine, print_table  # noqa: E402
 from tests.support.anvil import anvil  # noqa: E402
-from tests.support.daemon import chain_toml, db_rows, running_daemon, storage_toml, wait_checkpoint  # noqa: E402
+from tests.support.daemon import follow_scenarios  # noqa: E402
 from tests.support.scenarios import ATTACKS, NEGATIVES, ordinary_activity  # noqa: E402
 
 CHAIN_ID = 31337
-WATCHED_ROLES = ("victim", "proxy", "timelock", "vault", "lending")
 RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
@@ -40,19 +39,11 @@ def scenario_sets() -> tuple[dict, dict, bool]:
 
 def play(ordinary: int, workdir: Path):
     attacks, negatives, heldout = scenario_sets()
-    db, config = workdir / "k.db", workdir / "k.toml"
     with anvil(CHAIN_ID) as node:
-        runs = [(name in attacks, play_fn(node)) for name, play_fn in (*attacks.items(), *negatives.items())]
-        runs.append((False, ordinary_activity(node, transactions=ordinary, seed=2026)))
-        watched = sorted({r.roles[role] for _, r in runs for role in WATCHED_ROLES if role in r.roles})
-        config.write_text(storage_toml(db) + chain_toml("local", node) + "".join(
-            f'\n[[watch]]\nchain = "local"\naddress = "{a}"\n' for a in watched))
-        with running_daemon(config):
-            wait_checkpoint(db, CHAIN_ID, int(node.rpc("eth_blockNumber"), 16), timeout=600)
-    rows = db_rows(db, "SELECT kind, severity, type, block_number, tx_hash, evidence FROM findings "
-                       "WHERE status = 'active' AND kind != 'fork-detected'")
-    findings = [dict(zip(("kind", "severity", "type", "block", "tx_hash", "evidence"), r)) for r in rows]
-    return [r for _, r in runs], findings, heldout, set(attacks)
+        runs = [play_fn(node) for play_fn in (*attacks.values(), *negatives.values())]
+        runs.append(ordinary_activity(node, transactions=ordinary, seed=2026))
+        findings, _ = follow_scenarios(node, workdir, runs, timeout=600)
+    return runs, findings, heldout, set(attacks)
 
 
 def within(run, findings):

@@ -11,48 +11,31 @@ lower-severity findings they do produce is counted and printed (BENCHMARKS.md re
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import pytest
 
 from tests.support.anvil import anvil, require_anvil
-from tests.support.daemon import chain_toml, db_rows, running_daemon, storage_toml, wait_checkpoint
+from tests.support.daemon import follow_scenarios
 from tests.support.scenarios import ATTACKS, NEGATIVES, ScenarioRun, ordinary_activity
 
 CHAIN_ID = 31_337
 LOUD = ("high", "critical")
-WATCHED_ROLES = ("victim", "proxy", "timelock", "vault", "lending")
 
 
 @pytest.fixture(scope="module")
 def played(tmp_path_factory):
-    """(scenario runs, findings rows) after the daemon followed every scenario on one chain."""
+    """(scenario runs, findings, incidents) after the daemon followed every scenario on one chain."""
     require_anvil()
-    folder = tmp_path_factory.mktemp("attacks")
-    db = folder / "k.db"
-    config = folder / "k.toml"
     with anvil(CHAIN_ID) as node:
         runs: list[ScenarioRun] = [play(node) for play in (*ATTACKS.values(), *NEGATIVES.values())]
         runs.append(ordinary_activity(node, transactions=1_000))
-        watched = sorted({r.roles[role] for r in runs for role in WATCHED_ROLES if role in r.roles})
-        config.write_text(storage_toml(db) + chain_toml("local", node) + "".join(
-            f'\n[[watch]]\nchain = "local"\naddress = "{address}"\n' for address in watched))
-        with running_daemon(config) as daemon:
-            wait_checkpoint(db, CHAIN_ID, int(node.rpc("eth_blockNumber"), 16), timeout=120)
-        assert daemon.returncode == 0, daemon.stderr_text[-3000:]
-    rows = db_rows(db, "SELECT kind, severity, type, block_number, tx_hash, evidence FROM findings "
-                       "WHERE status = 'active'")
-    findings = [dict(zip(("kind", "severity", "type", "block", "tx_hash", "evidence"), r)) for r in rows]
-    for f in findings:
-        f["evidence"] = json.loads(f["evidence"])
-    incidents = [{"tx_hashes": json.loads(t), "sources": json.loads(s)}
-                 for t, s in db_rows(db, "SELECT tx_hashes, sources FROM incidents")]
+        findings, incidents = follow_scenarios(node, tmp_path_factory.mktemp("attacks"), runs)
     return runs, findings, incidents
 
 
 def within(run: ScenarioRun, findings: list[dict]) -> list[dict]:
-    return [f for f in findings if run.first_block <= f["block"] <= run.last_block and f["kind"] != "fork-detected"]
+    return [f for f in findings if run.first_block <= f["block"] <= run.last_block]
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))

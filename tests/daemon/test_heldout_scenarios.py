@@ -13,7 +13,6 @@ The report test prints, per scenario, every finding the daemon made in its block
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 
@@ -22,7 +21,7 @@ from eth_hash.auto import keccak
 
 from tests.support import npm_artifacts
 from tests.support.anvil import AnvilNode, anvil, require_anvil
-from tests.support.daemon import chain_toml, db_rows, running_daemon, storage_toml, wait_checkpoint
+from tests.support.daemon import follow_scenarios
 from tests.support.heldout import HELDOUT_ATTACKS, HELDOUT_NEGATIVES
 from tests.support.scenarios import E, ScenarioRun, calldata, encode
 
@@ -30,7 +29,6 @@ pytestmark = pytest.mark.npm
 
 CHAIN_ID = 31_337
 LOUD = ("high", "critical")
-WATCHED_ROLES = ("victim", "vault", "new_vault", "lending", "treasury", "bridge", "aggregator")
 
 
 def topic(signature: str) -> str:
@@ -63,19 +61,7 @@ def played(node, tmp_path_factory) -> tuple[dict[str, ScenarioRun], list[dict]]:
         runs = {name: play(node) for name, play in {**HELDOUT_ATTACKS, **HELDOUT_NEGATIVES}.items()}
     except npm_artifacts.ArtifactUnavailable as exc:
         pytest.skip(str(exc))
-    folder = tmp_path_factory.mktemp("heldout")
-    db, config = folder / "k.db", folder / "k.toml"
-    watched = sorted({r.roles[role] for r in runs.values() for role in WATCHED_ROLES if role in r.roles})
-    config.write_text(storage_toml(db) + chain_toml("local", node) + "".join(
-        f'\n[[watch]]\nchain = "local"\naddress = "{address}"\n' for address in watched))
-    with running_daemon(config) as daemon:
-        wait_checkpoint(db, CHAIN_ID, int(node.rpc("eth_blockNumber"), 16), timeout=120)
-    assert daemon.returncode == 0, daemon.stderr_text[-3000:]
-    rows = db_rows(db, "SELECT kind, severity, type, block_number, tx_hash, evidence FROM findings "
-                       "WHERE status = 'active' AND kind != 'fork-detected'")
-    findings = [dict(zip(("kind", "severity", "type", "block", "tx_hash", "evidence"), r)) for r in rows]
-    for f in findings:
-        f["evidence"] = json.loads(f["evidence"])
+    findings, _ = follow_scenarios(node, tmp_path_factory.mktemp("heldout"), runs.values())
     return runs, findings
 
 

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from os import PathLike
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,28 @@ async def running_daemon_async(config: str | PathLike, *, env: dict[str, str] | 
 def log_events(stderr_text: str) -> list[dict]:
     """The daemon's JSON log lines, in order; anything else on stderr (a traceback, a warning) is skipped."""
     return [json.loads(line) for line in stderr_text.splitlines() if line.startswith("{")]
+
+
+# Roles of scenario contracts a protocol team would put under [[watch]] (tests/support/scenarios.py, heldout.py).
+WATCHED_ROLES = ("victim", "proxy", "timelock", "vault", "new_vault", "lending", "treasury", "bridge", "aggregator")
+
+
+def follow_scenarios(node: AnvilNode, folder: Path, runs, timeout: float = 120) -> tuple[list[dict], list[dict]]:
+    """Run the daemon from genesis over a chain the scenario `runs` were played on, with their contracts under
+    `[[watch]]`, until it reaches the head; its active findings (fork-detected left out; evidence decoded) and
+    incidents ({"tx_hashes", "sources"})."""
+    db, config = folder / "k.db", folder / "k.toml"
+    watched = sorted({r.roles[role] for r in runs for role in WATCHED_ROLES if role in r.roles})
+    config.write_text(storage_toml(db) + chain_toml("local", node) + "".join(
+        f'\n[[watch]]\nchain = "local"\naddress = "{address}"\n' for address in watched))
+    with running_daemon(config) as daemon:
+        wait_checkpoint(db, node.chain_id, int(node.rpc("eth_blockNumber"), 16), timeout=timeout)
+    assert daemon.returncode == 0, daemon.stderr_text[-3000:]
+    rows = db_rows(db, "SELECT kind, severity, type, block_number, tx_hash, evidence FROM findings "
+                       "WHERE status = 'active' AND kind != 'fork-detected'")
+    findings = [dict(zip(("kind", "severity", "type", "block", "tx_hash", "evidence"), r)) for r in rows]
+    for f in findings:
+        f["evidence"] = json.loads(f["evidence"])
+    incidents = [{"tx_hashes": json.loads(t), "sources": json.loads(s)}
+                 for t, s in db_rows(db, "SELECT tx_hashes, sources FROM incidents")]
+    return findings, incidents
