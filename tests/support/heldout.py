@@ -14,8 +14,6 @@ judge: tests/daemon/test_heldout_scenarios.py checks each effect on chain and wh
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -42,35 +40,15 @@ def compiled() -> dict[str, dict[str, Any]]:
     builds is refused: `deploy` below must never be confused about which one it means."""
     units = {"Interfaces.sol": (scenarios.SOURCES / "Interfaces.sol").read_text()}
     units |= {f"heldout/{p.name}": p.read_text() for p in sorted(HELDOUT_SOURCES.glob("*.sol"))}
-    solc_input = {
-        "language": "Solidity",
-        "sources": {unit: {"content": text} for unit, text in units.items()},
-        "settings": {**scenarios.SOLC_SETTINGS, "outputSelection": {"*": {"*": [
-            "abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}}},
-    }
-    blob = json.dumps(solc_input, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(f"{scenarios.SOLC_PACKAGE}\n{scenarios.SOLC_VERSION}\n{blob}".encode()).hexdigest()
-    cached = npm_artifacts.cache_dir() / "solc" / f"heldout-{digest}.json"
-    try:
-        return json.loads(cached.read_text())
-    except (OSError, ValueError):
-        pass
-    output = npm_artifacts._run_solc(blob, scenarios.SOLC_PACKAGE, scenarios.SOLC_VERSION)
-    problems = [e.get("formattedMessage", e.get("message")) for e in output.get("errors", [])
-                if e["severity"] == "error"]
-    if problems:
-        raise npm_artifacts.ArtifactError("held-out contracts do not compile:\n" + "\n".join(problems))
     tuned = set(scenarios.compiled())
     built: dict[str, dict[str, Any]] = {}
-    for unit, members in output.get("contracts", {}).items():
+    for unit, members in scenarios.compile_units(units, "heldout").items():
         for name, out in members.items():
-            if not unit.startswith("heldout/") or not out["evm"]["bytecode"]["object"]:
+            if not unit.startswith("heldout/") or not out["bytecode"]:
                 continue  # the tuned scenarios' interfaces, or an interface of ours
             if name in built or name in tuned:
                 raise npm_artifacts.ArtifactError(f"contract {name} ({unit}) is defined twice")
-            built[name] = {"abi": out["abi"], "bytecode": out["evm"]["bytecode"]["object"],
-                           "runtime": out["evm"]["deployedBytecode"]["object"]}
-    npm_artifacts._atomic_write(cached, json.dumps(built) + "\n")
+            built[name] = out
     return built
 
 

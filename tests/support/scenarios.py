@@ -53,21 +53,20 @@ class ScenarioRun:
 # ------------------------------------------------------------------------------------------------ compiling
 
 
-@cache
-def compiled() -> dict[str, dict[str, Any]]:
-    """Every contract under SOURCES by name: {"abi", "bytecode", "runtime"} (hex without 0x).
-
-    Cached under npm_artifacts' cache folder, keyed by the full standard-JSON input and the compiler, so a warm
-    run starts no node and an edited source is never served a stale build."""
+def compile_units(units: dict[str, str], label: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Solidity units (name -> source) compiled together with SOLC_SETTINGS: {unit: {contract: {"abi",
+    "bytecode", "runtime"}}} (hex without 0x). Cached under npm_artifacts' cache folder, keyed by the full
+    standard-JSON input and the compiler, so a warm run starts no node and an edited source is never served a
+    stale build."""
     solc_input = {
         "language": "Solidity",
-        "sources": {p.name: {"content": p.read_text()} for p in sorted(SOURCES.glob("*.sol"))},
+        "sources": {unit: {"content": text} for unit, text in units.items()},
         "settings": {**SOLC_SETTINGS, "outputSelection": {"*": {"*": [
             "abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}}},
     }
     blob = json.dumps(solc_input, sort_keys=True, separators=(",", ":"))
     key = hashlib.sha256(f"{SOLC_PACKAGE}\n{SOLC_VERSION}\n{blob}".encode()).hexdigest()
-    cached = npm_artifacts.cache_dir() / "solc" / f"scenarios-{key}.json"
+    cached = npm_artifacts.cache_dir() / "solc" / f"{label}-units-{key}.json"
     try:
         return json.loads(cached.read_text())
     except (OSError, ValueError):
@@ -76,15 +75,24 @@ def compiled() -> dict[str, dict[str, Any]]:
     output = npm_artifacts._run_solc(blob, SOLC_PACKAGE, SOLC_VERSION)
     errors = [e.get("formattedMessage", e.get("message")) for e in output.get("errors", []) if e["severity"] == "error"]
     if errors:
-        raise npm_artifacts.ArtifactError("scenario contracts do not compile:\n" + "\n".join(errors))
+        raise npm_artifacts.ArtifactError(f"{label} contracts do not compile:\n" + "\n".join(errors))
+    built = {unit: {name: {"abi": out["abi"], "bytecode": out["evm"]["bytecode"]["object"],
+                           "runtime": out["evm"]["deployedBytecode"]["object"]} for name, out in members.items()}
+             for unit, members in output.get("contracts", {}).items()}
+    npm_artifacts._atomic_write(cached, json.dumps(built) + "\n")
+    return built
+
+
+@cache
+def compiled() -> dict[str, dict[str, Any]]:
+    """Every contract under SOURCES by name: {"abi", "bytecode", "runtime"} (hex without 0x)."""
     built: dict[str, dict[str, Any]] = {}
-    for unit, members in output["contracts"].items():
+    units = compile_units({p.name: p.read_text() for p in sorted(SOURCES.glob("*.sol"))}, "scenarios")
+    for unit, members in units.items():
         for name, out in members.items():
             if name in built:
                 raise npm_artifacts.ArtifactError(f"contract {name} is defined twice ({unit})")
-            built[name] = {"abi": out["abi"], "bytecode": out["evm"]["bytecode"]["object"],
-                           "runtime": out["evm"]["deployedBytecode"]["object"]}
-    npm_artifacts._atomic_write(cached, json.dumps(built) + "\n")
+            built[name] = out
     return built
 
 
