@@ -243,6 +243,42 @@ class WatchSettings(_Strict):
         return address.lower()
 
 
+class AlertSettings(_Strict):
+    """`[alerts]`: how deliveries are retried, and which non-public networks webhooks may reach."""
+
+    # networks a channel URL may resolve into although they are not public (loopback, private, link-local, cloud
+    # metadata are refused otherwise): e.g. ["127.0.0.0/8"] for a receiver on the same host
+    allow_networks: list[str] = []
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 12  # then the delivery is a dead letter
+    backoff_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0  # the first retry's delay, doubled each time
+    max_backoff_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    cooldown_seconds: Annotated[float, Field(ge=0, le=86_400)] = 300.0  # the same finding and event again: silent
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        from .alerts.network import NetworkPolicy  # the one reading of networks, here and when sending
+
+        NetworkPolicy.from_strings(networks)
+        return networks
+
+
+class WebhookChannel(_Strict):
+    """A generic webhook: JSON body, HMAC-SHA256 signature over timestamp + "." + body with the channel's secret."""
+
+    type: Literal["webhook"]
+    name: str
+    url: HttpUrl = Field(repr=False)
+    secret: MaybeSecret = Field(repr=False)
+    min_severity: Literal["critical", "high", "medium", "low", "info"] = "low"
+    kinds: list[str] = []  # finding kinds to send; empty: every kind
+    rate_per_minute: Annotated[float, Field(gt=0, le=60_000)] = 60.0
+
+
+ChannelSettings = Annotated[WebhookChannel, Field(discriminator="type")]
+
+
 class Settings(_Strict):
     storage: StorageSettings
     daemon: DaemonSettings = DaemonSettings()
@@ -251,6 +287,8 @@ class Settings(_Strict):
     feeds: list[FeedSettings] = []
     analyzers: dict[str, dict] = {}  # [analyzers.<id>] as written, each checked against that analyzer's Settings
     watch: list[WatchSettings] = []
+    alerts: AlertSettings = AlertSettings()
+    channels: list[ChannelSettings] = []
 
     @model_validator(mode="wrap")
     @classmethod
@@ -272,7 +310,8 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> Settings:
-        for what, items, attrs in (("chains", self.chains, ("name", "chain_id")), ("feeds", self.feeds, ("name",))):
+        for what, items, attrs in (("chains", self.chains, ("name", "chain_id")), ("feeds", self.feeds, ("name",)),
+                                   ("channels", self.channels, ("name",))):
             for attr in attrs:
                 seen: set = set()
                 for item in items:

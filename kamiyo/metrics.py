@@ -37,6 +37,8 @@ ANALYZER_FAILURES = Counter("kamiyo_analyzer_failures",
 ANALYZER_SKIPPED = Counter("kamiyo_analyzer_skipped", "Blocks an analyzer did not run on, by reason (no-traces)",
                            ["analyzer", "reason"], registry=REGISTRY)
 
+DELIVERIES = Counter("kamiyo_deliveries", "Alert delivery attempts by channel and outcome (delivered, retry, dead, "
+                     "suppressed)", ["channel", "outcome"], registry=REGISTRY)
 ANALYZER_SECONDS = Histogram("kamiyo_analyzer_seconds", "CPU time an analyzer took over one block", ["analyzer"],
                              buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0), registry=REGISTRY)
 ANALYSIS_SECONDS = Histogram("kamiyo_analysis_seconds",

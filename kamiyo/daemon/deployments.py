@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import log, metrics
 from ..analyzers.bytecode.classify import PROXY_KINDS
+from ..alerts.worker import WAKE
 from ..analyzers.tx.base import BlockActivity
 from ..chains.blocks import BlockRef
 from ..chains.deployments import DeploymentFinder, NewContract
@@ -187,6 +188,8 @@ class DeploymentStage:
         for row in output.upgrades:
             self.log.info("proxy.upgraded", proxy=row["address"], implementation=row["implementation"],
                           previous=row["previous"], block=row["block_number"])
+        if output.created:
+            WAKE.set()  # their outbox events are committed: the delivery worker need not wait for its poll
         for finding in output.created:
             metrics.FINDINGS.labels(self.finder.chain_name, finding.kind).inc()
             self.log.info("finding.created", kind=finding.kind, severity=str(finding.severity),

@@ -28,6 +28,7 @@ from ..storage.migrations import upgrade
 from .follower import ReorgTooDeep
 from ..analyzers.tx.runner import AnalyzerSet
 from .exploits import load_exploited
+from ..alerts.worker import deliver_forever
 from .feeds import follow_feeds
 from .linking import Linker
 from .notify import DEFAULT_MAX_AGE, Heartbeats, SystemdNotifier, watchdog_loop
@@ -129,6 +130,7 @@ class Supervisor:
         self.engine, self.linker, self.heartbeats, self.grace = engine, linker, heartbeats, grace
         self.running: dict[str, tuple[ChainSettings, asyncio.Event, asyncio.Task]] = {}
         self.feeds: tuple[Settings, asyncio.Event, asyncio.Task] | None = None
+        self.alerts: tuple[Settings, asyncio.Event, asyncio.Task] | None = None
         self.analyzer_config: Settings | None = None  # each chain builds its own analyzers from it (they keep state)
         self.watched: dict[str, dict[str, str | None]] = {}  # chain name -> watched address -> label
         self.log = log.get("kamiyo.daemon")
@@ -173,6 +175,30 @@ class Supervisor:
                                        name="feeds")
             self.feeds = (settings, stop, task)
         return True
+
+    async def apply_alerts(self, settings: Settings) -> bool:
+        """(Re)start the delivery worker when the channels or [alerts] changed; none runs without channels."""
+        if self.alerts is not None:
+            running = self.alerts[0]
+            if (running.channels, running.alerts) == (settings.channels, settings.alerts):
+                return False
+            await self.stop_alerts()
+        if settings.channels:
+            stop = asyncio.Event()
+            task = asyncio.create_task(deliver_forever(settings, self.engine, stop, self.heartbeats), name="alerts")
+            self.alerts = (settings, stop, task)
+        return True
+
+    async def stop_alerts(self) -> None:
+        if self.alerts is None:
+            return
+        _settings, stop, task = self.alerts
+        self.alerts = None
+        stop.set()
+        _done, pending = await asyncio.wait([task], timeout=self.grace)
+        for late in pending:  # a send in flight is abandoned: its row is still pending, and is sent again
+            late.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def stop_feeds(self) -> None:
         if self.feeds is None:
@@ -231,6 +257,7 @@ def _reload(supervisor: Supervisor, settings: Settings, load_settings: Callable[
         supervisor.grace = new.daemon.shutdown_grace
         settings = new.model_copy(update={"storage": settings.storage})
         changes["feeds_restarted"] = await supervisor.apply_feeds(settings)
+        changes["alerts_restarted"] = await supervisor.apply_alerts(settings)
         supervisor.log.info("config.reloaded", classes_taken_in=classes, **changes)
         notifier.ready(status=_status(supervisor))
         return settings
@@ -265,6 +292,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None,
         supervisor = Supervisor(engine, linker, heartbeats, settings.daemon.shutdown_grace)
         await supervisor.apply(settings.chains, settings)
         await supervisor.apply_feeds(settings)
+        await supervisor.apply_alerts(settings)
         reload = _reload(supervisor, settings, load_settings or (lambda: settings), notifier)
         dlog.info("daemon.started", chains=sorted(supervisor.running), classes=len(linker.lineage))
         notifier.ready(status=_status(supervisor))
@@ -280,6 +308,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None,
         notifier.stopping()
         await supervisor.stop_feeds()
         await supervisor.stop(list(supervisor.running))
+        await supervisor.stop_alerts()  # last: what the chains committed while stopping is still sent
         await watchdog
         dlog.info("daemon.stopped")
     finally:

@@ -1,5 +1,6 @@
 """Findings in the database: written once per fingerprint, retracted when their block is rolled back, made active
-again when the new branch produces them anew."""
+again when the new branch produces them anew. Each of those is also an event in the outbox, in the same
+transaction: what the alert worker sends can never be lost between the commit and the send."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..findings import ACTIVE, RETRACTED, Finding
-from .schema import findings
+from .schema import findings, outbox
 
 
 async def record_finding(conn: AsyncConnection, finding: Finding) -> bool:
@@ -24,7 +25,10 @@ async def record_finding(conn: AsyncConnection, finding: Finding) -> bool:
                                                  "updated_at")},
         where=findings.c.status == RETRACTED,
     ).returning(findings.c.fingerprint)
-    return (await conn.execute(statement)).first() is not None
+    news = (await conn.execute(statement)).first() is not None
+    if news:
+        await enqueue(conn, CREATED, row)
+    return news
 
 
 async def retract_findings(conn: AsyncConnection, chain_id: int, first_dropped: int) -> list[str]:
@@ -34,9 +38,33 @@ async def retract_findings(conn: AsyncConnection, chain_id: int, first_dropped: 
         .where(and_(findings.c.chain_id == chain_id, findings.c.block_number >= first_dropped,
                     findings.c.status == ACTIVE))
         .values(status=RETRACTED, updated_at=datetime.now(timezone.utc))
-        .returning(findings.c.fingerprint)
+        .returning(*findings.c)
     )
-    return list((await conn.execute(statement)).scalars())
+    rows = [dict(r._mapping) for r in await conn.execute(statement)]
+    for row in rows:
+        await enqueue(conn, RETRACTED_EVENT, row)
+    return [row["fingerprint"] for row in rows]
+
+
+CREATED, RETRACTED_EVENT = "finding.created", "finding.retracted"
+
+
+def finding_payload(row: dict) -> dict:
+    """A finding as alerts and the API show it (JSON-ready): the stored row, its labels lifted out of the
+    evidence (Forta's shape)."""
+    created = row["created_at"]
+    if created.tzinfo is None:  # SQLite keeps no offset; the daemon writes UTC
+        created = created.replace(tzinfo=timezone.utc)
+    evidence = row.get("evidence") or {}
+    return {"id": row["fingerprint"], "kind": row["kind"], "severity": str(row["severity"]), "type": str(row["type"]),
+            "chain_id": row["chain_id"], "subject": row["subject"], "block": row["block_number"],
+            "tx_hash": row["tx_hash"], "status": row["status"], "labels": evidence.get("labels", []),
+            "evidence": evidence, "created_at": created.isoformat().replace("+00:00", "Z")}
+
+
+async def enqueue(conn: AsyncConnection, event: str, row: dict) -> None:
+    await conn.execute(outbox.insert().values(fingerprint=row["fingerprint"], event=event,
+                                              finding=finding_payload(row), created_at=datetime.now(timezone.utc)))
 
 
 def findings_query(since: datetime | None = None, kind: str | None = None, chain_id: int | None = None,

@@ -79,6 +79,11 @@ def _advisories(conn: Connection) -> None:
     rebuild_incidents_sync(conn)
 
 
+def _outbox(conn: Connection) -> None:
+    for table in (schema.outbox, schema.deliveries, schema.alert_state):
+        table.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
@@ -87,6 +92,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "incidents merged from feed records", _incidents),
     Migration(6, "code of exploited contracts", _exploited),
     Migration(7, "advisories related to incidents", _advisories),
+    Migration(8, "alert outbox, deliveries per channel", _outbox),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Float, Integer, LargeBinary, MetaData,
-                        String, Table, Text, func)
+                        String, Table, Text, UniqueConstraint, func)
 
 metadata = MetaData(
     naming_convention={"pk": "pk_%(table_name)s", "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -211,4 +211,42 @@ exploited_code = Table(
     Column("day", String(10)),
     Column("sources", JSON, nullable=False),
     Column("marked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The transactional outbox: one row per finding event, written in the transaction that creates or retracts the
+# finding, so that an alert can never be lost between a commit and a send. `id` orders events.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(66), nullable=False, index=True),
+    Column("event", String(32), nullable=False),  # finding.created | finding.retracted
+    Column("finding", JSON, nullable=False),  # the finding as it is sent
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per (event, channel): what the delivery worker owes each channel, its attempts and its outcome.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbox_id", Integer, nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("fingerprint", String(66), nullable=False, index=True),
+    Column("event", String(32), nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # pending | delivered | dead | suppressed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    UniqueConstraint("outbox_id", "channel"),
+)
+
+# Small durable counters of the alert worker: "fanned_out" is the last outbox id turned into deliveries.
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("key", String(40), primary_key=True),
+    Column("value", BigInteger, nullable=False),
 )

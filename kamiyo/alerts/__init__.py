@@ -1,0 +1,1 @@
+"""Alert delivery: routing, the outbox, one module per channel, and the SSRF guard every outgoing request uses."""

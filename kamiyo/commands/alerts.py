@@ -1,0 +1,124 @@
+"""Alert commands: `alerts dead-letters` (what gave up, and why), `alerts redrive ID|--all` (send them again) and
+`channel test NAME` (one signed test delivery now, its outcome printed).
+
+Redriving only resets rows: the running daemon's worker sends them at its next look (within a second), or the
+next `kamiyo run` does. A user mistake is an InputError (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import datetime, timezone
+
+from . import CONFIG_HELP
+from ..errors import InputError
+from ..reports.table import render_table
+from .query import _print_json, _read
+
+
+def _dead_rows(engine):
+    from sqlalchemy import select
+
+    from ..alerts.worker import DEAD
+    from ..storage.schema import deliveries
+
+    async def read():
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(deliveries).where(deliveries.c.status == DEAD)
+                                       .order_by(deliveries.c.id))).all()
+        return [{"id": r.id, "channel": r.channel, "fingerprint": r.fingerprint, "event": r.event,
+                 "attempts": r.attempts, "last_error": r.last_error,
+                 "created_at": r.created_at.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")}
+                for r in rows]
+
+    return read()
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from ..config import load
+
+    rows = _read(load(args.config), _dead_rows)
+    if args.format == "json":
+        _print_json({"dead_letters": rows})
+    elif not rows:
+        print("no dead letters")
+    else:
+        print(render_table(("id", "channel", "event", "fingerprint", "attempts", "last error"),
+                           [(r["id"], r["channel"], r["event"], r["fingerprint"][:18] + "…", r["attempts"],
+                             (r["last_error"] or "")[:60]) for r in rows], right={0, 4}), end="")
+    return 0
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from sqlalchemy import and_, update
+
+    from ..alerts.worker import DEAD, PENDING
+    from ..config import load
+    from ..storage.engine import create_engine
+    from ..storage.schema import deliveries
+
+    if args.all == (args.id is not None):
+        raise InputError("give one dead letter's ID, or --all")
+    settings = load(args.config)
+
+    async def run() -> int:
+        engine = create_engine(settings.storage)
+        try:
+            where = deliveries.c.status == DEAD
+            if args.id is not None:
+                where = and_(where, deliveries.c.id == args.id)
+            async with engine.begin() as conn:
+                result = await conn.execute(update(deliveries).where(where).values(
+                    status=PENDING, attempts=0, next_attempt_at=datetime.now(timezone.utc)))
+            return result.rowcount
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(run())
+    if args.id is not None and not count:
+        raise InputError(f"no dead letter with id {args.id} (see `kamiyo alerts dead-letters`)")
+    print(f"{count} delivery(ies) queued again; the daemon's worker sends them at its next look")
+    return 0
+
+
+def cmd_channel_test(args: argparse.Namespace) -> int:
+    from ..alerts import webhook
+    from ..alerts.network import NetworkPolicy
+    from ..alerts.outcome import Delivered
+    from ..config import load
+
+    settings = load(args.config)
+    channel = next((c for c in settings.channels if c.name == args.name), None)
+    if channel is None:
+        known = ", ".join(c.name for c in settings.channels) or "none"
+        raise InputError(f"no channel named {args.name!r} in the configuration (configured: {known})")
+    now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    finding = {"id": "0x" + "00" * 32, "kind": "channel-test", "severity": "info", "type": "info", "chain_id": 0,
+               "subject": "0x" + "00" * 20, "block": 0, "tx_hash": None, "status": "active", "labels": [],
+               "evidence": {"summary": f"a test delivery to channel {channel.name}"}, "created_at": now}
+    outcome = asyncio.run(webhook.send(channel.url, channel.secret, "channel.test", finding,
+                                       NetworkPolicy.from_strings(settings.alerts.allow_networks),
+                                       settings.alerts.timeout_seconds))
+    if not isinstance(outcome, Delivered):
+        raise InputError(f"channel {channel.name}: {outcome.error}")
+    print(f"channel {channel.name}: delivered (HTTP {outcome.status})")
+    return 0
+
+
+def register(sub) -> None:
+    alerts = sub.add_parser("alerts", help="alert deliveries").add_subparsers(dest="alerts_command", required=True)
+    dead = alerts.add_parser("dead-letters", help="deliveries that gave up, with their last error")
+    dead.add_argument("--format", choices=("text", "json"), default="text")
+    dead.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    dead.set_defaults(func=cmd_dead_letters)
+    redrive = alerts.add_parser("redrive", help="queue dead letters again: one by ID, or --all")
+    redrive.add_argument("id", nargs="?", type=int, metavar="ID")
+    redrive.add_argument("--all", action="store_true")
+    redrive.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    redrive.set_defaults(func=cmd_redrive)
+    channel = sub.add_parser("channel", help="alert channels").add_subparsers(dest="channel_command", required=True)
+    test = channel.add_parser("test", help="send one signed test delivery to a configured channel now")
+    test.add_argument("name", metavar="NAME")
+    test.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    test.set_defaults(func=cmd_channel_test)

@@ -1,0 +1,162 @@
+"""The delivery worker against a real SQLite database and a real webhook receiver on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timezone
+
+import pytest
+from sqlalchemy import select
+
+from kamiyo.alerts.worker import DEAD, DELIVERED, PENDING, SUPPRESSED, DeliveryWorker
+from kamiyo.config import parse
+from kamiyo.findings import Finding, FindingType, Severity, fingerprint
+from kamiyo.storage.engine import create_engine
+from kamiyo.storage.findings import record_finding, retract_findings
+from kamiyo.storage.migrations import upgrade
+from kamiyo.storage.schema import deliveries
+from tests.alerts.receiver import Receiver
+
+SECRET = "s3cret-for-tests"
+
+
+def config(db, url: str, allow: bool = True, **alerts) -> str:
+    options = {"backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "cooldown_seconds": 0, **alerts}
+    return (f'[storage]\nurl = "sqlite:///{db}"\n\n[alerts]\n'
+            + (('allow_networks = ["127.0.0.0/8"]\n') if allow else "")
+            + "".join(f"{k} = {v}\n" for k, v in options.items())
+            + f'\n[[channels]]\ntype = "webhook"\nname = "ops"\nurl = "{url}"\nsecret = "{SECRET}"\n'
+            + 'min_severity = "medium"\n')
+
+
+def finding(n: int, severity=Severity.HIGH, block: int = 10) -> Finding:
+    return Finding("large-outflow", severity, FindingType.EXPLOIT, 1, "0x" + f"{n:040x}", block, "0x" + f"{n:064x}",
+                   fingerprint("large-outflow", n), {"summary": f"finding {n}", "labels": []})
+
+
+@pytest.fixture
+async def world(tmp_path):
+    receiver = await Receiver(SECRET).start()
+    engine = create_engine(parse(config(tmp_path / "k.db", receiver.url)).storage)
+    await upgrade(engine)
+    yield tmp_path, receiver, engine
+    await engine.dispose()
+    await receiver.stop()
+
+
+async def record(engine, *found: Finding) -> None:
+    async with engine.begin() as conn:
+        for f in found:
+            await record_finding(conn, f)
+
+
+async def drain(worker: DeliveryWorker, rounds: int = 200) -> None:
+    for _ in range(rounds):
+        await worker.step()
+        async with worker.engine.connect() as conn:
+            if not (await conn.execute(select(deliveries.c.id).where(deliveries.c.status == PENDING))).first():
+                return
+        await asyncio.sleep(0.01)
+
+
+async def statuses(engine) -> list[tuple]:
+    async with engine.connect() as conn:
+        return [tuple(r) for r in await conn.execute(select(deliveries.c.fingerprint, deliveries.c.event,
+                                                             deliveries.c.status, deliveries.c.attempts)
+                                                      .order_by(deliveries.c.id))]
+
+
+async def test_each_finding_arrives_signed_once_with_its_delivery_id(world):
+    folder, receiver, engine = world
+    await record(engine, finding(1), finding(2), finding(3, Severity.LOW))  # low: below the channel's minimum
+    worker = DeliveryWorker(engine, parse(config(folder / "k.db", receiver.url)))
+    await drain(worker)
+    assert [(r.delivery_id, r.event, r.signed) for r in receiver.received] == [
+        (f"{finding(n).fingerprint}:finding.created", "finding.created", True) for n in (1, 2)]
+    assert receiver.received[0].finding["evidence"]["summary"] == "finding 1"
+    assert {s[2] for s in await statuses(engine)} == {DELIVERED}
+    await drain(DeliveryWorker(engine, parse(config(folder / "k.db", receiver.url))))  # a restart sends nothing
+    assert len(receiver.received) == 2
+
+
+async def test_a_receiver_failing_for_a_while_gets_everything_after_it_recovers(world):
+    folder, receiver, engine = world
+    receiver.fail_first = 5
+    await record(engine, finding(1), finding(2))
+    await drain(DeliveryWorker(engine, parse(config(folder / "k.db", receiver.url))))
+    assert sorted(r.finding["id"] for r in receiver.received) == sorted(finding(n).fingerprint for n in (1, 2))
+    attempts = [s[3] for s in await statuses(engine)]
+    assert sum(attempts) == 2 + 5 and max(attempts) <= 6  # bounded: one attempt per failure, then success
+
+
+async def test_retry_after_is_honoured(world):
+    folder, receiver, engine = world
+    receiver.fail_first, receiver.fail_status, receiver.retry_after = 1, 429, "2"
+    await record(engine, finding(1))
+    worker = DeliveryWorker(engine, parse(config(folder / "k.db", receiver.url)))
+    started = time.time()
+    await worker.step()
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(deliveries))).one()
+    assert row.status == PENDING and row.attempts == 1 and "429" in row.last_error
+    due = row.next_attempt_at.replace(tzinfo=timezone.utc)  # SQLite gives back naive UTC
+    assert due.timestamp() - started >= 1.5  # the receiver's 2 s, not the 0.01 s backoff
+
+
+async def test_after_max_attempts_a_dead_letter_and_redrive_sends_it(world, capsys):
+    from kamiyo.cli import main
+
+    folder, receiver, engine = world
+    receiver.fail_first = 10**6
+    (folder / "k.toml").write_text(config(folder / "k.db", receiver.url, max_attempts=3))
+    await record(engine, finding(1))
+    await drain(DeliveryWorker(engine, parse((folder / "k.toml").read_text())))
+    assert [s[2:] for s in await statuses(engine)] == [(DEAD, 3)]
+    await asyncio.to_thread(main, ["alerts", "dead-letters", "--config", str(folder / "k.toml"), "--format", "json"])
+    assert '"last_error": "HTTP 500"' in capsys.readouterr().out
+    receiver.fail_first = 0
+    assert await asyncio.to_thread(main, ["alerts", "redrive", "--all", "--config", str(folder / "k.toml")]) == 0
+    await drain(DeliveryWorker(engine, parse((folder / "k.toml").read_text())))
+    assert [s[2] for s in await statuses(engine)] == [DELIVERED] and len(receiver.received) == 1
+
+
+async def test_a_loopback_webhook_is_refused_unless_allowed_and_never_contacted(world):
+    folder, receiver, engine = world
+    await record(engine, finding(1))
+    await drain(DeliveryWorker(engine, parse(config(folder / "k.db", receiver.url, allow=False))))
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(deliveries))).one()
+    assert row.status == DEAD and row.attempts == 1 and "refused destination" in row.last_error
+    assert "loopback" in row.last_error and receiver.requests == 0
+
+
+async def test_a_retraction_is_sent_and_the_same_event_again_within_the_cooldown_is_suppressed(world):
+    folder, receiver, engine = world
+    settings = parse(config(folder / "k.db", receiver.url, cooldown_seconds=300))
+    await record(engine, finding(1, block=10))
+    worker = DeliveryWorker(engine, settings)
+    await drain(worker)
+    async with engine.begin() as conn:
+        await retract_findings(conn, 1, 10)  # a reorg drops its block
+    await record(engine, finding(1, block=10))  # and the new branch has it again
+    await drain(worker)
+    assert [r.event for r in receiver.received] == ["finding.created", "finding.retracted"]
+    assert [s[1:3] for s in await statuses(engine)] == [("finding.created", DELIVERED),
+                                                         ("finding.retracted", DELIVERED),
+                                                         ("finding.created", SUPPRESSED)]
+
+
+async def test_one_channel_failing_never_holds_back_another(world, tmp_path):
+    folder, receiver, engine = world
+    broken = await Receiver(SECRET, fail_first=10**6).start()
+    try:
+        text = config(folder / "k.db", receiver.url) + (
+            f'\n[[channels]]\ntype = "webhook"\nname = "broken"\nurl = "{broken.url}"\nsecret = "{SECRET}"\n')
+        await record(engine, finding(1), finding(2))
+        worker = DeliveryWorker(engine, parse(text))
+        for _ in range(5):
+            await worker.step()
+        assert len(receiver.received) == 2 and broken.requests >= 1
+    finally:
+        await broken.stop()
