@@ -264,19 +264,62 @@ class AlertSettings(_Strict):
         return networks
 
 
-class WebhookChannel(_Strict):
-    """A generic webhook: JSON body, HMAC-SHA256 signature over timestamp + "." + body with the channel's secret."""
+class _Channel(_Strict):
+    """What every channel has: a unique name, and which findings it takes."""
 
-    type: Literal["webhook"]
     name: str
-    url: HttpUrl = Field(repr=False)
-    secret: MaybeSecret = Field(repr=False)
     min_severity: Literal["critical", "high", "medium", "low", "info"] = "low"
     kinds: list[str] = []  # finding kinds to send; empty: every kind
     rate_per_minute: Annotated[float, Field(gt=0, le=60_000)] = 60.0
 
 
-ChannelSettings = Annotated[WebhookChannel, Field(discriminator="type")]
+class WebhookChannel(_Channel):
+    """A generic webhook: JSON body, HMAC-SHA256 signature over timestamp + "." + body with the channel's secret."""
+
+    type: Literal["webhook"]
+    url: HttpUrl = Field(repr=False)
+    secret: MaybeSecret = Field(repr=False)
+
+
+class SlackChannel(_Channel):
+    """A Slack incoming webhook (https://hooks.slack.com/services/…): a message with the finding's summary."""
+
+    type: Literal["slack"]
+    url: HttpUrl = Field(repr=False)
+
+
+class DiscordChannel(_Channel):
+    """A Discord webhook (https://discord.com/api/webhooks/…): an embed with the finding's summary."""
+
+    type: Literal["discord"]
+    url: HttpUrl = Field(repr=False)
+
+
+class TelegramChannel(_Channel):
+    """A Telegram bot's sendMessage to one chat."""
+
+    type: Literal["telegram"]
+    bot_token: MaybeSecret = Field(repr=False)
+    chat_id: str | int
+    api_url: HttpUrl = "https://api.telegram.org"  # another Bot API server (or a test's)
+
+
+class EmailChannel(_Channel):
+    """Email over SMTP with STARTTLS (aiosmtplib). The server is the operator's, from this file only."""
+
+    type: Literal["email"]
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 587
+    username: str | None = None
+    password: MaybeSecret | None = Field(default=None, repr=False)
+    sender: str  # the From address
+    to: Annotated[list[str], Field(min_length=1)]
+    starttls: bool = True  # refuse to send in the clear unless this is false (a local relay)
+    ca_file: str | None = None  # a CA bundle to verify the server's certificate with, instead of the system's
+
+
+ChannelSettings = Annotated[WebhookChannel | SlackChannel | DiscordChannel | TelegramChannel | EmailChannel,
+                            Field(discriminator="type")]
 
 
 class Settings(_Strict):

@@ -28,7 +28,7 @@ from ..findings import Severity
 from ..metrics import DELIVERIES
 from ..storage.schema import alert_state, deliveries, outbox
 from ..storage.upsert import insert_new, upsert
-from . import webhook
+from .channels import send_to
 from .network import NetworkPolicy
 from .outcome import Dead, Delivered, Outcome, Retry, backoff
 
@@ -160,8 +160,7 @@ class DeliveryWorker:
         return sent
 
     async def _send_to_channel(self, channel, event: str, finding: dict) -> Outcome:
-        return await webhook.send(channel.url, channel.secret, event, finding, self.policy,
-                                  self.alerts.timeout_seconds)
+        return await send_to(channel, event, finding, self.policy, self.alerts.timeout_seconds)
 
     async def _postpone(self, delivery: int, seconds: float) -> None:
         async with self.engine.begin() as conn:

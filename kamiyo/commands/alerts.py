@@ -83,7 +83,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 
 def cmd_channel_test(args: argparse.Namespace) -> int:
-    from ..alerts import webhook
+    from ..alerts.channels import send_to
     from ..alerts.network import NetworkPolicy
     from ..alerts.outcome import Delivered
     from ..config import load
@@ -97,9 +97,9 @@ def cmd_channel_test(args: argparse.Namespace) -> int:
     finding = {"id": "0x" + "00" * 32, "kind": "channel-test", "severity": "info", "type": "info", "chain_id": 0,
                "subject": "0x" + "00" * 20, "block": 0, "tx_hash": None, "status": "active", "labels": [],
                "evidence": {"summary": f"a test delivery to channel {channel.name}"}, "created_at": now}
-    outcome = asyncio.run(webhook.send(channel.url, channel.secret, "channel.test", finding,
-                                       NetworkPolicy.from_strings(settings.alerts.allow_networks),
-                                       settings.alerts.timeout_seconds))
+    outcome = asyncio.run(send_to(channel, "channel.test", finding,
+                                  NetworkPolicy.from_strings(settings.alerts.allow_networks),
+                                  settings.alerts.timeout_seconds))
     if not isinstance(outcome, Delivered):
         raise InputError(f"channel {channel.name}: {outcome.error}")
     print(f"channel {channel.name}: delivered (HTTP {outcome.status})")
