@@ -271,6 +271,7 @@ class _Channel(_Strict):
     min_severity: Literal["critical", "high", "medium", "low", "info"] = "low"
     kinds: list[str] = []  # finding kinds to send; empty: every kind
     rate_per_minute: Annotated[float, Field(gt=0, le=60_000)] = 60.0
+    watchlists_only: bool = False  # true: only the findings a watchlist routes here, not every finding
 
 
 class WebhookChannel(_Channel):

@@ -28,6 +28,8 @@ from ..findings import Severity
 from ..metrics import DELIVERIES
 from ..storage.schema import alert_state, deliveries, outbox
 from ..storage.upsert import insert_new, upsert
+from ..watchlists import store as watchlist_store
+from ..watchlists.match import Matcher
 from .channels import send_to
 from .network import NetworkPolicy
 from .outcome import Dead, Delivered, Outcome, Retry, backoff
@@ -78,8 +80,9 @@ class _Bucket:
 
 
 class DeliveryWorker:
-    def __init__(self, engine: AsyncEngine, settings: Settings, send=None) -> None:
+    def __init__(self, engine: AsyncEngine, settings: Settings, send=None, lineage=None) -> None:
         self.engine = engine
+        self.lineage = lineage  # the daemon's, for watchlists' fork families; None: contracts matched directly
         self.alerts = settings.alerts
         self.channels = {c.name: c for c in settings.channels}
         self.policy = NetworkPolicy.from_strings(settings.alerts.allow_networks)
@@ -100,19 +103,30 @@ class DeliveryWorker:
             if not events:
                 return 0
             now, rows = _now(), []
+            matcher = await Matcher.build(conn, await watchlist_store.load(conn), self.lineage,
+                                          {(e.finding["chain_id"], e.finding["subject"]) for e in events})
             for event in events:
-                for name, channel in self.channels.items():
-                    if wants(channel, event.finding):
-                        status = SUPPRESSED if await self._cooling(conn, name, event, now) else PENDING
-                        rows.append({"outbox_id": event.id, "channel": name, "fingerprint": event.fingerprint,
-                                     "event": event.event, "status": status, "attempts": 0, "next_attempt_at": now,
-                                     "last_error": None, "created_at": now, "delivered_at": None})
+                for name in sorted(self._targets(matcher, event.finding)):
+                    status = SUPPRESSED if await self._cooling(conn, name, event, now) else PENDING
+                    rows.append({"outbox_id": event.id, "channel": name, "fingerprint": event.fingerprint,
+                                 "event": event.event, "status": status, "attempts": 0, "next_attempt_at": now,
+                                 "last_error": None, "created_at": now, "delivered_at": None})
             await insert_new(conn, deliveries, rows, keys=("outbox_id", "channel"))
             await upsert(conn, alert_state, [{"key": "fanned_out", "value": events[-1].id}], keys=("key",))
         for row in rows:
             if row["status"] == SUPPRESSED:
                 DELIVERIES.labels(row["channel"], SUPPRESSED).inc()
         return len(rows)
+
+    def _targets(self, matcher: Matcher, finding: dict) -> set[str]:
+        """The channels an event goes to: those taking every finding their filter wants, and those of the
+        watchlists it concerns (each watchlist's own kinds and minimum severity)."""
+        out = {name for name, channel in self.channels.items()
+               if not channel.watchlists_only and wants(channel, finding)}
+        for watchlist in matcher.watchlists_for(finding):
+            if watchlist.wants(finding):
+                out |= {name for name in watchlist.channels if name in self.channels}
+        return out
 
     async def _cooling(self, conn, channel: str, event, now: datetime) -> bool:
         if not self.alerts.cooldown_seconds:
@@ -188,10 +202,11 @@ class DeliveryWorker:
             attempts=attempts, error=values.get("last_error"))
 
 
-async def deliver_forever(settings: Settings, engine: AsyncEngine, stop: asyncio.Event, heartbeats=None) -> None:
+async def deliver_forever(settings: Settings, engine: AsyncEngine, stop: asyncio.Event, heartbeats=None,
+                          lineage=None) -> None:
     """The worker inside `kamiyo run`, until `stop`: an error (the database busy, a bug) is logged and retried
     with a growing pause, and never ends the daemon; nothing is lost, since the tables hold every delivery."""
-    worker, pause = DeliveryWorker(engine, settings), 1.0
+    worker, pause = DeliveryWorker(engine, settings, lineage=lineage), 1.0
     while not stop.is_set():
         try:
             while not stop.is_set():

@@ -185,7 +185,8 @@ class Supervisor:
             await self.stop_alerts()
         if settings.channels:
             stop = asyncio.Event()
-            task = asyncio.create_task(deliver_forever(settings, self.engine, stop, self.heartbeats), name="alerts")
+            task = asyncio.create_task(deliver_forever(settings, self.engine, stop, self.heartbeats,
+                                                       self.linker.lineage), name="alerts")
             self.alerts = (settings, stop, task)
         return True
 

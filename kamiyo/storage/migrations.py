@@ -84,6 +84,11 @@ def _outbox(conn: Connection) -> None:
         table.create(conn)
 
 
+def _watchlists(conn: Connection) -> None:
+    for table in (schema.api_keys, schema.watchlists, schema.watchlist_entries):
+        table.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
@@ -93,6 +98,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "code of exploited contracts", _exploited),
     Migration(7, "advisories related to incidents", _advisories),
     Migration(8, "alert outbox, deliveries per channel", _outbox),
+    Migration(9, "API keys and watchlists", _watchlists),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -250,3 +250,42 @@ alert_state = Table(
     Column("key", String(40), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+# API keys: only a hash of the secret is kept. `scopes` ⊆ {read, watchlists, admin}; `quotas` is what its tier
+# allows (requests per day and minute, watchlists, webhooks, data delay).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "key_…": public, shown in lists; the secret is not
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("scopes", JSON, nullable=False),
+    Column("tier", String(32), nullable=False),
+    Column("quotas", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# What a team watches: entries (a contract on a chain, or a protocol name), the findings it wants, its channels.
+watchlists = Table(
+    "watchlists",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "wl_…"
+    Column("owner", String(40), nullable=False, index=True),  # an api_keys id, or "operator" (the CLI's)
+    Column("name", String(200), nullable=False),
+    Column("kinds", JSON, nullable=False),  # finding kinds wanted; empty: all
+    Column("min_severity", String(16), nullable=False),
+    Column("channels", JSON, nullable=False),  # names of configured channels
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("owner", "name"),
+)
+
+watchlist_entries = Table(
+    "watchlist_entries",
+    metadata,
+    Column("watchlist_id", String(40), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("chain_id", BigInteger),  # with address: a contract
+    Column("address", String(42)),
+    Column("protocol", String(300)),  # else: a protocol name, matched against what findings and incidents name
+)

@@ -1,0 +1,1 @@
+"""Watchlists: what protocol teams register, and which findings concern them."""
