@@ -243,6 +243,28 @@ class WatchSettings(_Strict):
         return address.lower()
 
 
+class ApiSettings(_Strict):
+    """`[api]`: the HTTP / WebSocket API served by `kamiyo run` (and `kamiyo api`, read-only)."""
+
+    listen: str  # "host:port"
+    # what a key created without --tier gets; tiers are defined in kamiyo/api/keys.py
+    default_tier: Literal["free", "pro", "team", "enterprise"] = "free"
+    cors_origins: list[str] = []
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError('expected "host:port", e.g. "127.0.0.1:8080"')
+        return listen
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class AlertSettings(_Strict):
     """`[alerts]`: how deliveries are retried, and which non-public networks webhooks may reach."""
 
@@ -333,6 +355,7 @@ class Settings(_Strict):
     watch: list[WatchSettings] = []
     alerts: AlertSettings = AlertSettings()
     channels: list[ChannelSettings] = []
+    api: ApiSettings | None = None
 
     @model_validator(mode="wrap")
     @classmethod
