@@ -1,11 +1,14 @@
 """Which sender serves which channel type: each is `async send(channel, event, finding, policy, timeout) ->
-Outcome`, and must never raise for a receiver's sake (a refusal, an error, a timeout is an Outcome)."""
+Outcome`, and must never raise for a receiver's sake (a refusal, an error, a timeout is an Outcome).
+
+`policy` guards the URLs a channel is given (webhook, Slack, Discord, Telegram's api_url); email ignores it, since
+its SMTP server is the operator's own (see kamiyo.alerts.email)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from . import webhook
+from . import discord, email, slack, telegram, webhook
 from .network import NetworkPolicy
 from .outcome import Dead, Outcome
 
@@ -16,7 +19,24 @@ async def _webhook(channel, event: str, finding: dict, policy: NetworkPolicy, ti
     return await webhook.send(channel.url, channel.secret, event, finding, policy, timeout)
 
 
-SENDERS: dict[str, Sender] = {"webhook": _webhook}
+async def _slack(channel, event: str, finding: dict, policy: NetworkPolicy, timeout: float) -> Outcome:
+    return await slack.send(channel.url, event, finding, policy, timeout)
+
+
+async def _discord(channel, event: str, finding: dict, policy: NetworkPolicy, timeout: float) -> Outcome:
+    return await discord.send(channel.url, event, finding, policy, timeout)
+
+
+async def _telegram(channel, event: str, finding: dict, policy: NetworkPolicy, timeout: float) -> Outcome:
+    return await telegram.send(channel.api_url, channel.bot_token, channel.chat_id, event, finding, policy, timeout)
+
+
+async def _email(channel, event: str, finding: dict, policy: NetworkPolicy, timeout: float) -> Outcome:
+    return await email.send(channel, event, finding, timeout)
+
+
+SENDERS: dict[str, Sender] = {"webhook": _webhook, "slack": _slack, "discord": _discord, "telegram": _telegram,
+                              "email": _email}
 
 
 async def send_to(channel, event: str, finding: dict, policy: NetworkPolicy, timeout: float) -> Outcome:

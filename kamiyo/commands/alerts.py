@@ -102,7 +102,7 @@ def cmd_channel_test(args: argparse.Namespace) -> int:
                                   settings.alerts.timeout_seconds))
     if not isinstance(outcome, Delivered):
         raise InputError(f"channel {channel.name}: {outcome.error}")
-    print(f"channel {channel.name}: delivered (HTTP {outcome.status})")
+    print(f"channel {channel.name}: delivered ({'SMTP' if channel.type == 'email' else 'HTTP'} {outcome.status})")
     return 0
 
 
