@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade.add_argument("--config", metavar="PATH", help="default: $KAMIYO_CONFIG, then /etc/kamiyo/kamiyo.toml")
     db_upgrade.set_defaults(func=cmd_db_upgrade)
 
-    from .commands import alerts, analyzers, feeds, ops, query, watchlists
+    from .commands import alerts, analyzers, api, feeds, ops, query, watchlists
 
     ops.register(sub, db)
     query.register(sub)
@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyzers.register(sub)
     alerts.register(sub)
     watchlists.register(sub)
+    api.register(sub)
 
     run = sub.add_parser("run", help="follow the configured chains until SIGTERM or SIGINT")
     run.add_argument("--config", metavar="PATH", help="default: $KAMIYO_CONFIG, then /etc/kamiyo/kamiyo.toml")
