@@ -26,6 +26,7 @@ from .. import log
 from ..config import Settings
 from ..findings import Severity
 from ..metrics import DELIVERIES
+from ..signals import OUTBOX_WRITTEN
 from ..storage.schema import alert_state, deliveries, outbox
 from ..storage.upsert import insert_new, upsert
 from ..watchlists import store as watchlist_store
@@ -39,8 +40,6 @@ FAN_OUT_BATCH = 500
 SEND_BATCH = 200
 IDLE_POLL = 1.0  # seconds between looks at the outbox when nobody signals a commit
 
-# Set after a commit that wrote outbox events, so the worker sends at once instead of at its next poll.
-WAKE = asyncio.Event()
 
 _log = log.get("kamiyo.alerts")
 
@@ -207,6 +206,7 @@ async def deliver_forever(settings: Settings, engine: AsyncEngine, stop: asyncio
     """The worker inside `kamiyo run`, until `stop`: an error (the database busy, a bug) is logged and retried
     with a growing pause, and never ends the daemon; nothing is lost, since the tables hold every delivery."""
     worker, pause = DeliveryWorker(engine, settings, lineage=lineage), 1.0
+    wake = OUTBOX_WRITTEN.listener()  # a commit that wrote outbox events: send at once, not at the next poll
     while not stop.is_set():
         try:
             while not stop.is_set():
@@ -214,11 +214,11 @@ async def deliver_forever(settings: Settings, engine: AsyncEngine, stop: asyncio
                     heartbeats.beat("alerts")
                 await worker.step()
                 pause = 1.0
-                WAKE.clear()
+                wake.clear()
                 wait = min(IDLE_POLL, await worker._next_due())
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(_either(stop, WAKE), wait)
+                        await asyncio.wait_for(_either(stop, wake), wait)
         except Exception as exc:  # noqa: BLE001 - the worker outlives its errors; the rows keep the state
             _log.error("alerts.worker_error", error_type=type(exc).__name__, error=str(exc)[:500], retry_in=pause)
             with contextlib.suppress(TimeoutError):

@@ -20,8 +20,10 @@ NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT, TOO_LARGE = "not_found", "method_not_al
 READ_ONLY, UNSUPPORTED, UNAVAILABLE, NOT_READY, INTERNAL = ("read_only", "unsupported", "unavailable", "not_ready",
                                                              "internal")
 BAD_REQUEST, HTTP_ERROR = "bad_request", "http_error"  # what aiohttp itself refused, before a handler ran
+UPGRADE_REQUIRED = "upgrade_required"  # a plain request to the WebSocket route
 CODES = (BAD_PARAMETER, BAD_BODY, UNAUTHORIZED, FORBIDDEN, QUOTA, RATE_LIMITED, NOT_FOUND, METHOD_NOT_ALLOWED,
-         CONFLICT, TOO_LARGE, READ_ONLY, UNSUPPORTED, UNAVAILABLE, NOT_READY, INTERNAL, BAD_REQUEST, HTTP_ERROR)
+         CONFLICT, TOO_LARGE, READ_ONLY, UNSUPPORTED, UNAVAILABLE, NOT_READY, INTERNAL, BAD_REQUEST, HTTP_ERROR,
+         UPGRADE_REQUIRED)
 
 
 class ApiError(KamiyoError):

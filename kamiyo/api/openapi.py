@@ -298,6 +298,17 @@ def _paths() -> dict:
             "501": _error("png needs matplotlib on the server (error: unsupported)")},
             [_query("format", {"type": "string", "enum": list(GRAPH_FORMATS), "default": "json"},
                     "json is networkx node-link; text is one line per family")], scope="read")},
+        "/v1/stream": {"get": _op(
+            "streamFindings", "a WebSocket of findings as they commit; frames {type: events, cursor, events: "
+            "[{cursor, event, finding}]}; resume with ?cursor=N; a too-slow reader is closed (1013) and told its cursor",
+            {"101": {"description": "switching to the WebSocket protocol"},
+             "426": _error("a plain HTTP request: this route needs Upgrade: websocket (error: upgrade_required)")},
+            [chain, _query("kind", {"type": "string", "minLength": 1, "maxLength": 40, "pattern": _TEXT},
+                           "only findings of this kind"),
+             _query("min_severity", {"type": "string", "enum": SEVERITIES}, "this severity or higher"),
+             _query("watchlists", {"type": "string", "enum": ["mine"]}, "only what the key's watchlists concern"),
+             _query("cursor", BIG, "resume after this event (the last frame's cursor)")],
+            scope="read")},
         "/v1/sources": {"get": _op("listSources", "the configured feeds' health",
                                    {"200": _json("Sources", "every configured feed")}, scope="read")},
         "/v1/watchlists": {

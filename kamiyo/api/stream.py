@@ -75,14 +75,15 @@ class Hub:
 
     def __init__(self, engine: AsyncEngine, wake: asyncio.Event | None = None) -> None:
         self.engine = engine
-        self.wake = wake
+        self.wake = wake  # set when this process committed outbox events (OUTBOX_WRITTEN); else it polls
         self.subscribers: set[_Subscriber] = set()
         self.last = 0  # the newest outbox id handed out
+        self.ready = asyncio.Event()  # set once `last` is known: the outbox was read once
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        async with self.engine.connect() as conn:
-            self.last = (await conn.execute(select(func.coalesce(func.max(outbox.c.id), 0)))).scalar()
+        """Start tailing; the outbox's end is read by the task, so a database that does not answer yet delays
+        the stream's subscribers, never the application's start."""
         self._task = asyncio.create_task(self._run(), name="api.stream.hub")
 
     async def stop(self) -> None:
@@ -93,6 +94,10 @@ class Hub:
     async def _run(self) -> None:
         while True:
             try:
+                if not self.ready.is_set():
+                    async with self.engine.connect() as conn:
+                        self.last = (await conn.execute(select(func.coalesce(func.max(outbox.c.id), 0)))).scalar()
+                    self.ready.set()
                 await self._tail()
             except Exception as exc:  # noqa: BLE001 - the database busy: try again; subscribers keep waiting
                 _log.warning("stream.tail_failed", error=str(exc)[:300])
@@ -100,6 +105,7 @@ class Hub:
             if self.wake is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
+                self.wake.clear()
             else:
                 await asyncio.sleep(POLL_SECONDS)
 
@@ -149,6 +155,7 @@ async def serve_subscriber(request: web.Request, hub: Hub, engine: AsyncEngine, 
                            cursor: int | None) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
+    await hub.ready.wait()
     subscriber = _Subscriber()
     hub.subscribers.add(subscriber)  # joined before the replay: nothing committed meanwhile is missed
     sent = cursor if cursor is not None else hub.last

@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import log, metrics
 from ..analyzers.bytecode.classify import PROXY_KINDS
-from ..alerts.worker import WAKE
 from ..analyzers.tx.base import BlockActivity
 from ..chains.blocks import BlockRef
 from ..chains.deployments import DeploymentFinder, NewContract
 from ..chains.proxies import ProxyReader, Upgrade
 from ..feeds.incidents import rebuild_incidents
 from ..findings import Finding, FindingType
+from ..signals import OUTBOX_WRITTEN
 from ..storage.findings import record_finding, retract_findings
 from ..storage.schema import deployments, proxy_upgrades
 from ..storage.upsert import insert_new, upsert
@@ -189,7 +189,7 @@ class DeploymentStage:
             self.log.info("proxy.upgraded", proxy=row["address"], implementation=row["implementation"],
                           previous=row["previous"], block=row["block_number"])
         if output.created:
-            WAKE.set()  # their outbox events are committed: the delivery worker need not wait for its poll
+            OUTBOX_WRITTEN.notify()  # their outbox events are committed: the worker and the stream need not poll
         for finding in output.created:
             metrics.FINDINGS.labels(self.finder.chain_name, finding.kind).inc()
             self.log.info("finding.created", kind=finding.kind, severity=str(finding.severity),

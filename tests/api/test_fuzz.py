@@ -141,7 +141,8 @@ def cursors(server) -> dict[str, str]:
 
 
 DOCUMENT = document()  # the server is checked to serve exactly this
-schema = schemathesis.openapi.from_dict(DOCUMENT)  # not schemathesis.pytest.from_fixture: it breaks on pytest 9
+# not schemathesis.pytest.from_fixture: it breaks on pytest 9; the WebSocket is tested over a WebSocket instead
+schema = schemathesis.openapi.from_dict(DOCUMENT).exclude(path="/v1/stream")
 
 
 @schema.parametrize()

@@ -118,3 +118,28 @@ async def test_a_subscriber_too_slow_for_its_queue_is_told_where_to_resume(serve
                     seen += frame["events"]
     assert told is not None and told["error"] == "too_slow"
     assert told["cursor"] == seen[-1]["cursor"]  # resume exactly after what was sent
+
+
+async def test_the_routed_stream_needs_a_real_time_key_with_read(engine, settings, clock, make_key):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from kamiyo.api.app import create_app
+
+    app = create_app(engine, settings, read_only=False, clock=clock)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        _, pro = await make_key("pro", ("read",))
+        _, free = await make_key("free", ("read",))
+        _, writer = await make_key("pro", ("watchlists",))
+        assert (await client.get("/v1/stream")).status == 401
+        assert (await client.get("/v1/stream", headers={"X-API-Key": writer})).status == 403
+        refused = await client.get("/v1/stream", headers={"X-API-Key": free})
+        assert refused.status == 403 and "real time" in (await refused.json())["detail"]
+        plain = await client.get("/v1/stream", headers={"X-API-Key": pro})
+        assert plain.status == 426 and (await plain.json())["error"] == "upgrade_required"
+        async with client.ws_connect("/v1/stream?cursor=0", headers={"X-API-Key": pro}) as ws:
+            frame = await asyncio.wait_for(ws.receive_json(), 5)  # the seeded findings, replayed from the start
+        assert frame["type"] == "events" and frame["events"] and frame["cursor"] >= frame["events"][-1]["cursor"]
+    finally:
+        await client.close()
