@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import fcntl
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -283,7 +284,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None,
     dlog = log.get("kamiyo.daemon")
     engine = create_engine(settings.storage)
     notifier, heartbeats = SystemdNotifier(), Heartbeats()
-    exporter = None
+    exporter = api_runner = None
     try:
         await upgrade(engine)
         if settings.metrics is not None:
@@ -294,6 +295,22 @@ async def run(settings: Settings, stop: asyncio.Event | None = None,
         await supervisor.apply(settings.chains, settings)
         await supervisor.apply_feeds(settings)
         await supervisor.apply_alerts(settings)
+        if settings.api is not None:
+            from ..api.app import create_app, start
+
+            def readiness_of() -> Callable[[], Awaitable[tuple[bool, dict]]]:
+                async def ready() -> tuple[bool, dict]:
+                    """Every chain the configuration names is followed and its loop beat recently."""
+                    stale = set(heartbeats.stale(time.monotonic(), _max_age(settings)))
+                    chains = {name: "stalled" if name in stale else "following" for name in supervisor.running}
+                    missing = [c.name for c in settings.chains if c.name not in supervisor.running]
+                    chains |= {name: "stopped" for name in missing}
+                    return all(v == "following" for v in chains.values()), {"chains": chains}
+
+                return ready
+
+            api_runner = await start(create_app(engine, settings, read_only=False, ready=readiness_of()),
+                                     *settings.api.address, shutdown_timeout=settings.daemon.shutdown_grace)
         reload = _reload(supervisor, settings, load_settings or (lambda: settings), notifier)
         dlog.info("daemon.started", chains=sorted(supervisor.running), classes=len(linker.lineage))
         notifier.ready(status=_status(supervisor))
@@ -318,6 +335,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None,
         notifier.close()
         if exporter is not None:
             await exporter.cleanup()
+        if api_runner is not None:
+            await api_runner.cleanup()
         await engine.dispose()
 
 
