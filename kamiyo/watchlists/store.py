@@ -21,6 +21,7 @@ from ..storage.schema import watchlist_entries, watchlists
 
 OPERATOR = "operator"  # the owner of watchlists made on the command line
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}\Z")
+_CHAIN_ID = re.compile(r"[1-9][0-9]{0,17}\Z")  # ASCII digits only, and within a 64-bit column
 MAX_ENTRIES = 1000
 
 
@@ -67,7 +68,7 @@ def parse_entry(text: str, chains: dict[str, int]) -> Entry:
         raise InputError(f"entry {text!r}: expected an address, 0x and 40 hex digits")
     if where in chains:
         return Entry(chains[where], what.lower())
-    if where.isdigit() and int(where) > 0:
+    if _CHAIN_ID.match(where):
         return Entry(int(where), what.lower())
     known = ", ".join(sorted(chains)) or "none configured"
     raise InputError(f"entry {text!r}: unknown chain {where!r} (configured: {known}; or give a chain id)")

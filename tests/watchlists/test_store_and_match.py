@@ -19,7 +19,8 @@ def test_entries_are_parsed_with_clear_errors():
     assert parse_entry("10:" + POOL, CHAINS) == Entry(10, POOL)
     assert parse_entry("protocol:  Uniswap   V2 ", CHAINS) == Entry(protocol="Uniswap V2")
     for bad, says in (("ethereum", "expected CHAIN:ADDRESS"), ("mars:" + POOL, "unknown chain 'mars'"),
-                      ("ethereum:0x12", "expected an address"), ("protocol:ab", "at least 3")):
+                      ("ethereum:0x12", "expected an address"), ("protocol:ab", "at least 3"),
+                      ("²:" + POOL, "unknown chain"), ("9" * 30 + ":" + POOL, "unknown chain")):
         with pytest.raises(InputError, match=says):
             parse_entry(bad, CHAINS)
 
