@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -30,6 +31,7 @@ class Receiver:
     delay: float = 0.0
     requests: int = 0
     received: list[Received] = field(default_factory=list)  # accepted (2xx) deliveries, in order
+    arrived: dict[str, float] = field(default_factory=dict)  # delivery id -> wall time it was first accepted
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -46,6 +48,7 @@ class Receiver:
             return web.Response(status=401, text="bad signature")
         doc = json.loads(body)
         self.received.append(Received(request.headers["X-Kamiyo-Delivery-Id"], doc["event"], doc["finding"], signed))
+        self.arrived.setdefault(self.received[-1].delivery_id, time.time())
         return web.Response(status=204)
 
     async def start(self) -> Receiver:
