@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,9 +42,12 @@ class StreamEvent:
     cursor: int
     event: str
     finding: dict
+    text: str  # the frame item as JSON, serialised once for every subscriber that is sent it
 
-    def frame_item(self) -> dict:
-        return {"cursor": self.cursor, "event": self.event, "finding": self.finding}
+
+def _event(cursor: int, event: str, finding: dict) -> StreamEvent:
+    item = json.dumps({"cursor": cursor, "event": event, "finding": finding}, separators=(",", ":"))
+    return StreamEvent(cursor, event, finding, item)
 
 
 @dataclass
@@ -128,7 +132,7 @@ async def read_events(engine: AsyncEngine, after: int, limit: int) -> list[Strea
     async with engine.connect() as conn:
         rows = (await conn.execute(select(outbox.c.id, outbox.c.event, outbox.c.finding).where(outbox.c.id > after)
                                    .order_by(outbox.c.id).limit(limit))).all()
-    return [StreamEvent(r.id, r.event, r.finding) for r in rows]
+    return [_event(r.id, r.event, r.finding) for r in rows]
 
 
 def parse_filter(query, watchlist_match: Callable[[dict], bool] | None) -> tuple[Filter, int | None]:
@@ -191,10 +195,11 @@ async def _send(ws: web.WebSocketResponse, events: list[StreamEvent], flt: Filte
     """Send the wanted ones in one frame; returns the new cursor (the last event looked at, wanted or not)."""
     if not events:
         return sent
-    wanted = [e.frame_item() for e in events if flt.wants(e)]
+    wanted = [e.text for e in events if flt.wants(e)]
     last = events[-1].cursor
     if wanted:
-        await ws.send_json({"type": "events", "cursor": last, "events": wanted, "sent_at": time.time()})
+        await ws.send_str(f'{{"type":"events","cursor":{last},"sent_at":{time.time():.6f},"events":['
+                          + ",".join(wanted) + "]}")
     return last
 
 
