@@ -33,7 +33,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REPO, append_section, machine, print_table, stop_daemon  # noqa: E402
+from bench.common import REPO, append_section, checkpoint, machine, print_table, stop_daemon  # noqa: E402
 from kamiyo.api import keys  # noqa: E402
 from kamiyo.config import StorageSettings  # noqa: E402
 from kamiyo.findings import Finding, FindingType, Severity, fingerprint  # noqa: E402
@@ -155,7 +155,10 @@ async def end_to_end(workdir: Path, attacks: int) -> list[float]:
             daemon = subprocess.Popen([sys.executable, "-m", "kamiyo.cli", "run", "--config", str(config)], cwd=REPO,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                await asyncio.sleep(3)
+                async with asyncio.timeout(60):  # following the head before the first attack: steady state
+                    while checkpoint(db, 31337) is None:
+                        node.rpc("evm_mine")
+                        await asyncio.sleep(0.2)
                 stop, seen = threading.Event(), {}
                 watcher = threading.Thread(target=watch_blocks, args=(node, stop, seen))
                 watcher.start()

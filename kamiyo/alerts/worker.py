@@ -212,9 +212,9 @@ async def deliver_forever(settings: Settings, engine: AsyncEngine, stop: asyncio
             while not stop.is_set():
                 if heartbeats is not None:
                     heartbeats.beat("alerts")
+                wake.clear()  # before the step: a commit during it must wake the next wait, not be forgotten
                 await worker.step()
                 pause = 1.0
-                wake.clear()
                 wait = min(IDLE_POLL, await worker._next_due())
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):

@@ -102,6 +102,8 @@ class Hub:
                     async with self.engine.connect() as conn:
                         self.last = (await conn.execute(select(func.coalesce(func.max(outbox.c.id), 0)))).scalar()
                     self.ready.set()
+                if self.wake is not None:
+                    self.wake.clear()  # before the tail: a commit during it wakes the next wait
                 await self._tail()
             except Exception as exc:  # noqa: BLE001 - the database busy: try again; subscribers keep waiting
                 _log.warning("stream.tail_failed", error=str(exc)[:300])
@@ -109,7 +111,6 @@ class Hub:
             if self.wake is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
-                self.wake.clear()
             else:
                 await asyncio.sleep(POLL_SECONDS)
 
