@@ -13,27 +13,9 @@ import asyncio
 import json
 import signal
 
-from . import CONFIG_HELP
+from . import CONFIG_HELP, in_transaction
 from ..errors import InputError
 from ..reports.table import render_table
-
-
-def _with_database(settings, work):
-    """Run `work(conn)` in one transaction on the configured database, created or migrated first (as
-    `kamiyo watchlist` does: keys are written before the daemon may ever have run)."""
-    from ..storage.engine import create_engine
-    from ..storage.migrations import upgrade
-
-    async def run():
-        engine = create_engine(settings.storage)
-        try:
-            await upgrade(engine)
-            async with engine.begin() as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> int:
@@ -44,7 +26,7 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
     tier = args.tier or (settings.api.default_tier if settings.api is not None else "free")
     scopes = sorted(set(args.scope or [keys.READ]))
     keys.check_request(args.name, tier, scopes)  # before the database is touched
-    key, secret = _with_database(settings, lambda conn: keys.create(conn, args.name, tier=tier, scopes=scopes))
+    key, secret = in_transaction(settings, lambda conn: keys.create(conn, args.name, tier=tier, scopes=scopes))
     if args.format == "json":
         print(json.dumps({**key.public(), "secret": secret}, indent=2))
     else:
@@ -57,7 +39,7 @@ def cmd_apikey_list(args: argparse.Namespace) -> int:
     from ..api import keys
     from ..config import load
 
-    found = [key.public() for key in _with_database(load(args.config), keys.list_keys)]
+    found = [key.public() for key in in_transaction(load(args.config), keys.list_keys)]
     if args.format == "json":
         print(json.dumps({"keys": found}, indent=2))
     elif not found:
@@ -73,7 +55,7 @@ def cmd_apikey_revoke(args: argparse.Namespace) -> int:
     from ..api import keys
     from ..config import load
 
-    key = _with_database(load(args.config), lambda conn: keys.revoke(conn, args.id))
+    key = in_transaction(load(args.config), lambda conn: keys.revoke(conn, args.id))
     print(f"revoked {key.id} ({key.name}) at {key.public()['revoked_at']}")
     return 0
 

@@ -4,28 +4,11 @@ every fan-out, so a change is effective at once, without a restart or a reload."
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 
-from . import CONFIG_HELP
+from . import CONFIG_HELP, in_transaction
 from ..errors import InputError
 from ..reports.table import render_table
-
-
-def _run(settings, work):
-    from ..storage.engine import create_engine
-    from ..storage.migrations import upgrade
-
-    async def run():
-        engine = create_engine(settings.storage)
-        try:
-            await upgrade(engine)
-            async with engine.begin() as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 def _as_dict(watchlist, names: dict[int, str]) -> dict:
@@ -44,7 +27,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     entries = [store.parse_entry(text, chains) for text in args.entry or []]
     store.check(args.name, entries, args.min_severity, args.channel or [], {c.name for c in settings.channels},
                 args.kind)
-    ident = _run(settings, lambda conn: store.create(conn, args.owner, args.name, entries, kinds=args.kind or [],
+    ident = in_transaction(settings, lambda conn: store.create(conn, args.owner, args.name, entries, kinds=args.kind or [],
                                                      min_severity=args.min_severity, channels=args.channel or []))
     print(ident)
     return 0
@@ -65,7 +48,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
     names = {c.chain_id: c.name for c in settings.chains}
-    lists = [_as_dict(w, names) for w in _run(settings, lambda conn: store.load(conn, args.owner))]
+    lists = [_as_dict(w, names) for w in in_transaction(settings, lambda conn: store.load(conn, args.owner))]
     if args.format == "json":
         print(json.dumps({"watchlists": lists}, indent=2))
     elif not lists:
@@ -83,7 +66,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
     names = {c.chain_id: c.name for c in settings.chains}
-    watchlist = _as_dict(_find(_run(settings, store.load), args.key), names)
+    watchlist = _as_dict(_find(in_transaction(settings, store.load), args.key), names)
     if args.format == "json":
         print(json.dumps(watchlist, indent=2))
         return 0
@@ -108,7 +91,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
         await store.remove(conn, watchlist.id)
         return watchlist.id
 
-    print(f"removed {_run(settings, work)}")
+    print(f"removed {in_transaction(settings, work)}")
     return 0
 
 
