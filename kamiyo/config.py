@@ -265,6 +265,31 @@ class ApiSettings(_Strict):
         return host.strip("[]"), int(port)
 
 
+class SuppressionSettings(_Strict):
+    """`[[alerts.suppress]]`: known noise, silenced on every channel: one finding by fingerprint, or an
+    analyzer's findings about (or naming) one address."""
+
+    fingerprint: str | None = None
+    kind: str | None = None
+    address: str | None = None  # lowercase; the finding's subject or any address its evidence names
+    reason: Annotated[str, Field(min_length=1)]
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str | None) -> str | None:
+        if address is not None and not _ADDRESS.match(address):
+            raise ValueError("expected 0x and 40 hex digits")
+        return address.lower() if address else address
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SuppressionSettings:
+        by_fingerprint = self.fingerprint is not None
+        by_kind = self.kind is not None and self.address is not None
+        if by_fingerprint == by_kind or (by_fingerprint and (self.kind or self.address)):
+            raise ValueError("a suppression names a fingerprint, or a kind and an address, not both")
+        return self
+
+
 class AlertSettings(_Strict):
     """`[alerts]`: how deliveries are retried, and which non-public networks webhooks may reach."""
 
@@ -276,6 +301,18 @@ class AlertSettings(_Strict):
     max_backoff_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
     timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
     cooldown_seconds: Annotated[float, Field(ge=0, le=86_400)] = 300.0  # the same finding and event again: silent
+    suppress: list[SuppressionSettings] = []
+    # accounts whose own transactions are known good (a team's keeper, a known arbitrage bot): a finding whose
+    # transaction one of them sent, or that labels only them as attacker, is silenced
+    allowlist: list[str] = []
+
+    @field_validator("allowlist")
+    @classmethod
+    def _addresses(cls, addresses: list[str]) -> list[str]:
+        bad = [a for a in addresses if not _ADDRESS.match(a)]
+        if bad:
+            raise ValueError(f"not an address (0x and 40 hex digits): {', '.join(map(repr, bad))}")
+        return [a.lower() for a in addresses]
 
     @field_validator("allow_networks")
     @classmethod

@@ -105,17 +105,37 @@ class DeliveryWorker:
             matcher = await Matcher.build(conn, await watchlist_store.load(conn), self.lineage,
                                           {(e.finding["chain_id"], e.finding["subject"]) for e in events})
             for event in events:
+                silenced = self.silenced(event.finding)
                 for name in sorted(self._targets(matcher, event.finding)):
-                    status = SUPPRESSED if await self._cooling(conn, name, event, now) else PENDING
+                    cooling = silenced is None and await self._cooling(conn, name, event, now)
+                    reason = silenced or ("the same event was delivered within the cooldown" if cooling else None)
                     rows.append({"outbox_id": event.id, "channel": name, "fingerprint": event.fingerprint,
-                                 "event": event.event, "status": status, "attempts": 0, "next_attempt_at": now,
-                                 "last_error": None, "created_at": now, "delivered_at": None})
+                                 "event": event.event, "status": SUPPRESSED if reason else PENDING, "attempts": 0,
+                                 "next_attempt_at": now, "last_error": reason, "created_at": now,
+                                 "delivered_at": None})
             await insert_new(conn, deliveries, rows, keys=("outbox_id", "channel"))
             await upsert(conn, alert_state, [{"key": "fanned_out", "value": events[-1].id}], keys=("key",))
         for row in rows:
             if row["status"] == SUPPRESSED:
                 DELIVERIES.labels(row["channel"], SUPPRESSED).inc()
         return len(rows)
+
+    def silenced(self, finding: dict) -> str | None:
+        """Why known noise is not sent (a suppression's reason, or the allowlist), or None."""
+        evidence = finding.get("evidence") or {}
+        named = {finding["subject"]} | {str(a.get("address", "")).lower() for a in evidence.get("addresses", ())
+                                        if isinstance(a, dict)}
+        for rule in self.alerts.suppress:
+            if rule.fingerprint == finding["id"] or (rule.kind == finding["kind"] and rule.address in named):
+                return f"suppressed: {rule.reason}"
+        allowed = set(self.alerts.allowlist)
+        if allowed:
+            senders = {a["address"] for a in evidence.get("addresses", ())
+                       if isinstance(a, dict) and a.get("role") == "tx_sender"}
+            attackers = {label.get("entity") for label in finding.get("labels", ()) if label.get("label") == "attacker"}
+            if senders & allowed or (attackers and attackers <= allowed):
+                return "allowlisted: the transaction's sender or its only attacker is on [alerts] allowlist"
+        return None
 
     def _targets(self, matcher: Matcher, finding: dict) -> set[str]:
         """The channels an event goes to: those taking every finding their filter wants, and those of the

@@ -160,3 +160,40 @@ async def test_one_channel_failing_never_holds_back_another(world, tmp_path):
         assert len(receiver.received) == 2 and broken.requests >= 1
     finally:
         await broken.stop()
+
+
+async def test_suppressions_and_the_allowlist_silence_known_noise_and_say_why(world):
+    folder, receiver, engine = world
+    keeper = "0x" + "4b" * 20
+    noisy = finding(1)
+    named = Finding("large-outflow", Severity.HIGH, FindingType.EXPLOIT, 1, "0x" + "77" * 20, 10, "0x" + "02" * 32,
+                    fingerprint("large-outflow", 2), {"addresses": [{"role": "victim", "address": "0x" + "77" * 20}]})
+    by_keeper = Finding("flash-loan", Severity.HIGH, FindingType.EXPLOIT, 1, "0x" + "88" * 20, 10, "0x" + "03" * 32,
+                        fingerprint("flash-loan", 3), {"addresses": [{"role": "tx_sender", "address": keeper}]})
+    kept = finding(4)
+    text = config(folder / "k.db", receiver.url).replace("[alerts]\n", (
+        "[alerts]\n" f'allowlist = ["{keeper.upper().replace("0X", "0x")}"]\n'
+        f'suppress = [{{ fingerprint = "{noisy.fingerprint}", reason = "known test finding" }},\n'
+        f'            {{ kind = "large-outflow", address = "0x{"77" * 20}", reason = "our treasury" }}]\n'))
+    await record(engine, noisy, named, by_keeper, kept)
+    await drain(DeliveryWorker(engine, parse(text)))
+    assert [r.finding["id"] for r in receiver.received] == [kept.fingerprint]
+    async with engine.connect() as conn:
+        reasons = dict((await conn.execute(select(deliveries.c.fingerprint, deliveries.c.last_error)
+                                           .where(deliveries.c.status == SUPPRESSED))).all())
+    assert reasons == {noisy.fingerprint: "suppressed: known test finding",
+                       named.fingerprint: "suppressed: our treasury",
+                       by_keeper.fingerprint: "allowlisted: the transaction's sender or its only attacker is on "
+                                              "[alerts] allowlist"}
+
+
+def test_a_suppression_is_a_fingerprint_or_a_kind_and_an_address():
+    from kamiyo.config import ConfigError
+
+    base = '[storage]\nurl = "sqlite:///x.db"\n[alerts]\n'
+    for bad in ('suppress = [{ kind = "reentrancy", reason = "r" }]',
+                f'suppress = [{{ fingerprint = "0x1", kind = "x", address = "0x{"11" * 20}", reason = "r" }}]',
+                'suppress = [{ kind = "x", address = "0x12", reason = "r" }]',
+                'allowlist = ["me"]'):
+        with pytest.raises(ConfigError):
+            parse(base + bad)
