@@ -38,7 +38,7 @@ def compiled() -> dict[str, dict[str, Any]]:
     Units are named as they sit on disk relative to the contracts folder, so `import "../Interfaces.sol"` in
     heldout/X.sol resolves to the Interfaces.sol unit without an import callback. A name that scenarios.py also
     builds is refused: `deploy` below must never be confused about which one it means."""
-    units = {"Interfaces.sol": (scenarios.SOURCES / "Interfaces.sol").read_text()}
+    units = {name: (scenarios.SOURCES / name).read_text() for name in ("Interfaces.sol", "ScenarioToken.sol")}
     units |= {f"heldout/{p.name}": p.read_text() for p in sorted(HELDOUT_SOURCES.glob("*.sol"))}
     tuned = set(scenarios.compiled())
     built: dict[str, dict[str, Any]] = {}

@@ -2,61 +2,15 @@
 pragma solidity ^0.8.20;
 
 import {IERC20, IUniswapV2Pair, V2Math} from "../Interfaces.sol";
+import {ScenarioToken} from "../ScenarioToken.sol";
 
 // signature-bypass-mint-and-dump: a bridge that mints for messages it never checked (Nomad's bug), its token,
 // and the contract that mints itself a fortune and sells it into the token's pool.
 
-/// The bridged representation of a token of another chain: only its bridge mints it.
-contract BridgedToken is IERC20 {
-    string public constant name = "Bridged Kamiyo";
-    string public constant symbol = "bKAM";
-    uint8 public constant decimals = 18;
-    address public immutable bridge;
-    uint256 public totalSupply;
-    mapping(address => uint256) public balanceOf;
-    mapping(address => mapping(address => uint256)) public allowance;
-
-    event Transfer(address indexed from, address indexed to, uint256 value);
-    event Approval(address indexed owner, address indexed spender, uint256 value);
-
-    constructor() {
-        bridge = msg.sender;
-    }
-
-    function mint(address to, uint256 amount) external {
-        require(msg.sender == bridge, "BridgedToken: not the bridge");
-        totalSupply += amount;
-        balanceOf[to] += amount;
-        emit Transfer(address(0), to, amount);
-    }
-
-    function approve(address spender, uint256 amount) external returns (bool) {
-        allowance[msg.sender][spender] = amount;
-        emit Approval(msg.sender, spender, amount);
-        return true;
-    }
-
-    function transfer(address to, uint256 amount) external returns (bool) {
-        _move(msg.sender, to, amount);
-        return true;
-    }
-
-    function transferFrom(address from, address to, uint256 amount) external returns (bool) {
-        uint256 allowed = allowance[from][msg.sender];
-        if (allowed != type(uint256).max) {
-            require(allowed >= amount, "BridgedToken: allowance exceeded");
-            allowance[from][msg.sender] = allowed - amount;
-        }
-        _move(from, to, amount);
-        return true;
-    }
-
-    function _move(address from, address to, uint256 amount) private {
-        require(balanceOf[from] >= amount, "BridgedToken: balance too low");
-        balanceOf[from] -= amount;
-        balanceOf[to] += amount;
-        emit Transfer(from, to, amount);
-    }
+/// The bridged representation of a token of another chain: only its bridge (its deployer, hence the minter)
+/// mints it. A plain ScenarioToken otherwise.
+contract BridgedToken is ScenarioToken {
+    constructor() ScenarioToken("Bridged Kamiyo", "bKAM") {}
 }
 
 /// Models the receiving side of a message bridge. The updater commits Merkle roots of the other chain's outgoing
