@@ -1,6 +1,7 @@
 """Feeds inside `kamiyo run`: each pulled on its own interval, and after a pull that brought news, its incidents
 joined with the code the daemon knows (`fork-of-exploited`). One task for all feeds, one feed at a time: a slow
-or broken source costs its own turn, never another chain's pipeline.
+or broken source costs its own turn, never another chain's pipeline. The feed metrics are set by `pull` itself;
+here they are only seeded, at start, from the health an earlier run stored.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .. import log, metrics
 from ..chains.rpc import RpcClient, RpcError
 from ..config import Settings
 from ..errors import KamiyoError
-from ..feeds.pull import PullResult, pull
+from ..feeds.pull import PullResult, pull, show_stored_health
 from ..findings import Finding
 from ..storage.findings import record_finding
 from .exploits import join_incidents
@@ -70,6 +71,7 @@ async def follow_feeds(settings: Settings, engine, linker: Linker, stop: asyncio
                        heartbeats: Heartbeats) -> None:
     if not settings.feeds:
         return
+    await show_stored_health(engine, [feed.name for feed in settings.feeds])
     loop = asyncio.get_running_loop()
     due = {feed.name: loop.time() for feed in settings.feeds}
     async with aiohttp.ClientSession() as session:

@@ -5,6 +5,9 @@ at any moment resumes at checkpoint + 1. Parent-hash continuity is checked on ev
 through the stored recent blocks to the common ancestor, rolls storage back to it (`on_rollback` retracts what
 the dropped blocks produced) and reprocesses the new branch. A reorg deeper than `max_reorg_depth` stops the
 chain with an error: never silently.
+
+The head, checkpoint and lag gauges are set here, wherever the head is asked or the checkpoint moves (a commit, a
+roll-back, a resume), so the lag always reads as the two gauges beside it.
 """
 
 from __future__ import annotations
@@ -44,17 +47,24 @@ class ChainFollower:
         self.on_rollback = on_rollback
         self.after_commit = after_commit  # told once a block is durable: only then is what it produced news
         self.cursor: tuple[int, str] | None = None  # (number, hash) of the last committed block
+        self.head: int | None = None  # the newest block it may process, as last asked
+        # The last block committed, for the gauges. `cursor` runs ahead of it inside a step (a group not yet
+        # committed); the anchor before start_block counts as committed, -1 means processing starts at block 0.
+        self.committed = -1
         self.log = log.get("kamiyo.follower").bind(chain=source.settings.name)
 
     async def start(self) -> None:
         await self.source.verify()
-        self.cursor = await load_checkpoint(self.engine, self.source.chain_id)
+        self.cursor = resumed = await load_checkpoint(self.engine, self.source.chain_id)
         if self.cursor is None:
             start = self.source.settings.start_block
             first = await self.source.head() if start == "latest" else start
             if first > 0:  # begin at `first`: the block before it is the anchor, not processed
                 anchor = await self.source.block(first - 1)
                 self.cursor = (anchor.number, anchor.hash)
+        self.committed = self.cursor[0] if self.cursor else -1
+        if resumed is not None:  # shown before the first step; the anchor is no checkpoint and is not shown
+            metrics.CHECKPOINT.labels(self.source.settings.name).set(resumed[0])
         self.log.info("follower.started", checkpoint=self.cursor[0] if self.cursor else None)
 
     async def step(self) -> int:
@@ -63,8 +73,9 @@ class ChainFollower:
         Behind the head, consecutive blocks are committed GROUP_BLOCKS to a transaction (the checkpoint at the
         group's last block, so a crash still resumes right after what is stored); at the head each block is its
         own. A reorg met on the way is rolled back and the new branch processed within the same step."""
-        head = await self.source.head()
+        head = self.head = await self.source.head()
         metrics.CHAIN_HEAD.labels(self.source.settings.name).set(head)
+        self._show_lag()
         committed = 0
         while (next_number := self.cursor[0] + 1 if self.cursor else 0) <= head and committed < STEP_BLOCKS:
             last = min(head, next_number + STEP_BLOCKS - committed - 1)
@@ -90,12 +101,24 @@ class ChainFollower:
     async def _commit(self, group: list[tuple[BlockRef, Write | None]]) -> int:
         await commit_blocks(self.engine, group, keep=self.source.settings.max_reorg_depth)
         if group:
-            metrics.CHECKPOINT.labels(self.source.settings.name).set(group[-1][0].number)
+            self._checkpoint_moved(group[-1][0].number)
             metrics.BLOCKS.labels(self.source.settings.name).inc(len(group))
         if self.after_commit is not None:
             for block, _write in group:
                 self.after_commit(block)
         return len(group)
+
+    def _checkpoint_moved(self, number: int) -> None:
+        self.committed = number
+        metrics.CHECKPOINT.labels(self.source.settings.name).set(number)
+        self._show_lag()
+
+    def _show_lag(self) -> None:
+        if self.head is None:
+            return  # not asked yet: no lag rather than a made-up one
+        # A node behind our checkpoint (another endpoint, a shorter branch) leaves nothing to do: 0, not negative;
+        # the head and checkpoint gauges still show both numbers.
+        metrics.CHECKPOINT_LAG.labels(self.source.settings.name).set(max(0, self.head - self.committed))
 
     async def close(self) -> None:
         if (close := getattr(self.work, "close", None)) is not None:
@@ -122,6 +145,7 @@ class ChainFollower:
         dropped = self.cursor[0] - ours.number
         if dropped:
             await self._roll_back_to(ours)
+            self._checkpoint_moved(ours.number)
             metrics.REORGS.labels(self.source.settings.name).inc()
             self.log.warning("reorg.rolled_back", ancestor=ours.number, dropped=dropped, seen_at=first_mismatch.number)
             self.cursor = (ours.number, ours.hash)

@@ -3,6 +3,10 @@ transaction. A repeated pull changes nothing: a 304 or the same body stops befor
 content did not change are left as they are. A pull that added or changed records rebuilds the incidents in that
 same transaction, so the incidents never disagree with the records committed beside them. A failure is stored as
 the feed's health and logged; it never touches the records, and never stops another feed.
+
+Every pull, from `kamiyo run` or `kamiyo feeds pull`, returns through `pull`, so the feed metrics (up, last
+success, pulls by status, records) are set there and nowhere else; `show_stored_health` seeds them at start from
+what an earlier run stored.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import aiohttp
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .. import log
+from .. import log, metrics
 from ..errors import KamiyoError
 from ..storage.schema import feed_records, feed_state
 from ..storage.upsert import insert_new, upsert
@@ -84,6 +88,46 @@ async def pull(feed, engine: AsyncEngine, session: aiohttp.ClientSession, *,
     """`source_types` (feed name -> type, every configured feed) ranks sources when incidents are rebuilt; without
     it only this feed's type is known and other sources are ranked by their names."""
     now = datetime.now(timezone.utc)
+    try:
+        result = await _pull(feed, engine, session, source_types, now)
+    except Exception:  # not a feed failure but ours (e.g. the database): still a failed pull, then raised
+        _show(PullResult(feed.name, "failed"), now)
+        raise
+    _show(result, now)
+    return result
+
+
+def _show(result: PullResult, now: datetime) -> None:
+    metrics.FEED_PULLS.labels(result.source, result.status).inc()
+    metrics.FEED_UP.labels(result.source).set(0 if result.status == "failed" else 1)
+    if result.status != "failed":  # a failure keeps the last success and the last payload's count
+        metrics.FEED_LAST_SUCCESS.labels(result.source).set(now.timestamp())
+        metrics.FEED_RECORDS.labels(result.source).set(result.records)
+
+
+async def show_stored_health(engine: AsyncEngine, names: list[str]) -> None:
+    """Seed the metrics of these feeds from their stored health, before this process pulls them: after a restart
+    a healthy feed does not read as never having succeeded. A feed never pulled stays absent."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(feed_state).where(feed_state.c.source.in_(names)))).all()
+    for row in rows:
+        success, error = _utc(row.last_success), _utc(row.last_error_at)
+        # a success does not clear last_error: the later of the two is how the last pull ended
+        metrics.FEED_UP.labels(row.source).set(1 if success and (error is None or success >= error) else 0)
+        if success is not None:
+            metrics.FEED_LAST_SUCCESS.labels(row.source).set(success.timestamp())
+            metrics.FEED_RECORDS.labels(row.source).set(row.items)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite gives the stored UTC times back without their zone."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
+async def _pull(feed, engine: AsyncEngine, session: aiohttp.ClientSession, source_types: Mapping[str, str] | None,
+                now: datetime) -> PullResult:
     async with engine.connect() as conn:
         state = (await conn.execute(select(feed_state).where(feed_state.c.source == feed.name))).first()
     try:

@@ -1,14 +1,19 @@
-"""Following a real anvil chain: catch-up with a checkpoint per block, resume after restart, reorg roll-back."""
+"""Following a real anvil chain: catch-up with a checkpoint per block, resume after restart, reorg roll-back, and
+the head, checkpoint and lag gauges as they move (read from the process registry, under a chain name per test)."""
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, and_, delete, select
 
+from kamiyo import metrics
 from kamiyo.chains.rpc import RpcClient
 from kamiyo.chains.source import EvmChainSource
 from kamiyo.config import ChainSettings, StorageSettings
 from kamiyo.daemon.follower import ChainFollower, ReorgTooDeep
+from kamiyo.metrics import REGISTRY
 from kamiyo.storage.checkpoints import load_checkpoint
 from kamiyo.storage.engine import create_engine
 from kamiyo.storage.migrations import upgrade
@@ -48,9 +53,25 @@ async def engine(tmp_path):
     await engine.dispose()
 
 
-def follower(node, engine, client, **overrides) -> ChainFollower:
-    settings = ChainSettings(name="local", chain_id=31337, rpc=[node.http], start_block=0, **overrides)
-    return ChainFollower(EvmChainSource(settings, client), engine, work=record, on_rollback=retract)
+def follower(node, engine, client, name="local", work=record, **overrides) -> ChainFollower:
+    settings = ChainSettings(name=name, chain_id=31337, rpc=[node.http], start_block=0, **overrides)
+    return ChainFollower(EvmChainSource(settings, client), engine, work=work, on_rollback=retract)
+
+
+def gauges(chain: str) -> tuple[float | None, float | None, float | None]:
+    """(head, checkpoint, lag) as /metrics shows them."""
+    return tuple(REGISTRY.get_sample_value(name, {"chain": chain}) for name in (
+        "kamiyo_chain_head", "kamiyo_checkpoint_block", "kamiyo_checkpoint_lag_blocks"))
+
+
+def watching(chain: str, seen: dict[int, list[tuple]]):
+    """A stage that records the gauges each time it is given a block (before that block is committed)."""
+
+    async def work(block):
+        seen.setdefault(block.number, []).append(gauges(chain))
+        return await record(block)
+
+    return work
 
 
 async def run_to_head(f: ChainFollower) -> None:
@@ -85,8 +106,9 @@ async def test_catch_up_restart_and_no_block_twice(node, engine):
 
 async def test_a_reorg_is_rolled_back_and_the_new_branch_processed(node, engine):
     node.rpc("anvil_mine", [hex(30)])
+    chain, seen = f"reorg-{uuid.uuid4().hex[:8]}", {}
     async with RpcClient([node.http], requests_per_second=10_000) as client:
-        f = follower(node, engine, client)
+        f = follower(node, engine, client, name=chain, work=watching(chain, seen))
         await f.start()
         await run_to_head(f)
         old = await stored(engine)
@@ -96,6 +118,33 @@ async def test_a_reorg_is_rolled_back_and_the_new_branch_processed(node, engine)
     now = await stored(engine)
     assert now == canonical(node, range(33))
     assert all(now[n] != old[n] for n in range(25, 31)) and all(now[n] == old[n] for n in range(25))
+    # the new branch's first block is processed with the checkpoint rolled back to the ancestor, 24
+    assert seen[25][-1] == (32, 24, 8) and gauges(chain) == (32, 32, 0)
+
+
+async def test_the_lag_is_the_head_minus_the_checkpoint_wherever_either_moves(node, engine):
+    node.rpc("anvil_mine", [hex(700)])
+    chain, seen = f"lag-{uuid.uuid4().hex[:8]}", {}
+    async with RpcClient([node.http], requests_per_second=10_000) as client:
+        f = follower(node, engine, client, name=chain, work=watching(chain, seen))
+        await f.start()
+        assert gauges(chain) == (None, None, None)  # nothing committed, the head not asked yet
+        assert await f.step() == 500  # STEP_BLOCKS, committed GROUP_BLOCKS (50) at a time
+        # before anything is committed all 701 blocks (0..700) are to do; then the lag falls group by group
+        assert (seen[0][0], seen[50][0], seen[499][0]) == ((700, None, 701), (700, 49, 651), (700, 449, 251))
+        assert gauges(chain) == (700, 499, 201)
+        await run_to_head(f)
+        assert gauges(chain) == (700, 700, 0)
+
+        node.rpc("anvil_mine", [hex(10)])
+        for gauge in (metrics.CHAIN_HEAD, metrics.CHECKPOINT, metrics.CHECKPOINT_LAG):
+            gauge.remove(chain)  # a restart: the new process has none of this chain's series
+        again = follower(node, engine, client, name=chain, work=watching(chain, seen))
+        await again.start()
+        assert gauges(chain) == (None, 700, None)  # the stored checkpoint, shown before the head is asked
+        await run_to_head(again)
+    assert seen[701] == [(710, 700, 10)]  # the head asked, nothing committed yet
+    assert gauges(chain) == (710, 710, 0)
 
 
 async def test_a_reorg_deeper_than_allowed_stops_the_chain(node, engine):
