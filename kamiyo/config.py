@@ -22,6 +22,7 @@ from .errors import KamiyoError
 DEFAULT_PATH = Path("/etc/kamiyo/kamiyo.toml")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}\Z")
+_KEY_ID = re.compile(r"key_[0-9a-f]{16}\Z")  # kamiyo.api.keys makes ids of this shape
 
 
 class ConfigError(KamiyoError):
@@ -331,6 +332,18 @@ class _Channel(_Strict):
     kinds: list[str] = []  # finding kinds to send; empty: every kind
     rate_per_minute: Annotated[float, Field(gt=0, le=60_000)] = 60.0
     watchlists_only: bool = False  # true: only the findings a watchlist routes here, not every finding
+    # API keys (their ids, key_…) whose watchlists may route findings here; the operator's own watchlists (the
+    # CLI's) may name every channel. A key without a grant registers its own webhooks (POST /v1/webhooks).
+    keys: list[str] = []
+
+    @field_validator("keys")
+    @classmethod
+    def _key_ids(cls, ids: list[str]) -> list[str]:
+        bad = [i for i in ids if not _KEY_ID.match(i)]
+        if bad:
+            raise ValueError(f"not an API key id (key_ and 16 hex digits, see `kamiyo apikey list`): "
+                             f"{', '.join(map(repr, bad))}")
+        return ids
 
 
 class WebhookChannel(_Channel):

@@ -7,6 +7,7 @@ its SMTP server is the operator's own (see kamiyo.alerts.email)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 
 from . import discord, email, slack, telegram, webhook
 from .network import NetworkPolicy
@@ -44,3 +45,14 @@ async def send_to(channel, event: str, finding: dict, policy: NetworkPolicy, tim
     if sender is None:
         return Dead(f"no sender for channel type {channel.type!r}")
     return await sender(channel, event, finding, policy, timeout)
+
+
+TEST_EVENT = "channel.test"
+
+
+def test_finding(channel_name: str) -> dict:
+    """The finding a test delivery carries: shaped like any other, about nothing (chain 0, the zero address)."""
+    now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return {"id": "0x" + "00" * 32, "kind": "channel-test", "severity": "info", "type": "info", "chain_id": 0,
+            "subject": "0x" + "00" * 20, "block": 0, "tx_hash": None, "status": "active", "labels": [],
+            "evidence": {"summary": f"a test delivery to channel {channel_name}"}, "created_at": now}

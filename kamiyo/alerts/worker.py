@@ -30,6 +30,7 @@ from ..signals import OUTBOX_WRITTEN
 from ..storage.schema import alert_state, deliveries, outbox
 from ..storage.upsert import insert_new, upsert
 from ..watchlists import store as watchlist_store
+from ..watchlists import webhooks as key_webhooks
 from ..watchlists.match import Matcher
 from .channels import send_to
 from .network import NetworkPolicy
@@ -84,9 +85,20 @@ class DeliveryWorker:
         self.lineage = lineage  # the daemon's, for watchlists' fork families; None: contracts matched directly
         self.alerts = settings.alerts
         self.channels = {c.name: c for c in settings.channels}
+        self.hooks: dict[str, object] = {}  # API keys' own webhooks, by id: read again at every fan-out and send
+        self._hooks_of: list[key_webhooks.KeyWebhook] = []
         self.policy = NetworkPolicy.from_strings(settings.alerts.allow_networks)
-        self.buckets = {name: _Bucket(c.rate_per_minute) for name, c in self.channels.items()}
+        self.buckets: dict[str, _Bucket] = {}
         self._send = send or self._send_to_channel
+
+    async def _read_hooks(self, conn) -> None:
+        self._hooks_of = await key_webhooks.load(conn)
+        self.hooks = {hook.id: hook.channel() for hook in self._hooks_of}
+
+    def _bucket(self, name: str, channel) -> _Bucket:
+        if name not in self.buckets:
+            self.buckets[name] = _Bucket(channel.rate_per_minute)
+        return self.buckets[name]
 
     async def step(self) -> int:
         """Fan out what is new, send what is due; the number of sends attempted."""
@@ -102,11 +114,13 @@ class DeliveryWorker:
             if not events:
                 return 0
             now, rows = _now(), []
+            await self._read_hooks(conn)
+            names: dict[str, dict[str, str]] = {}  # owner -> what its watchlists' channel names route to
             matcher = await Matcher.build(conn, await watchlist_store.load(conn), self.lineage,
                                           {(e.finding["chain_id"], e.finding["subject"]) for e in events})
             for event in events:
                 silenced = self.silenced(event.finding)
-                for name in sorted(self._targets(matcher, event.finding)):
+                for name in sorted(self._targets(matcher, event.finding, names)):
                     cooling = silenced is None and await self._cooling(conn, name, event, now)
                     reason = silenced or ("the same event was delivered within the cooldown" if cooling else None)
                     rows.append({"outbox_id": event.id, "channel": name, "fingerprint": event.fingerprint,
@@ -137,14 +151,18 @@ class DeliveryWorker:
                 return "allowlisted: the transaction's sender or its only attacker is on [alerts] allowlist"
         return None
 
-    def _targets(self, matcher: Matcher, finding: dict) -> set[str]:
+    def _targets(self, matcher: Matcher, finding: dict, names: dict[str, dict[str, str]]) -> set[str]:
         """The channels an event goes to: those taking every finding their filter wants, and those of the
-        watchlists it concerns (each watchlist's own kinds and minimum severity)."""
+        watchlists it concerns (each watchlist's own kinds and minimum severity) that its owner may name."""
         out = {name for name, channel in self.channels.items()
                if not channel.watchlists_only and wants(channel, finding)}
         for watchlist in matcher.watchlists_for(finding):
             if watchlist.wants(finding):
-                out |= {name for name in watchlist.channels if name in self.channels}
+                if watchlist.owner not in names:
+                    names[watchlist.owner] = key_webhooks.nameable(watchlist.owner, self.channels.values(),
+                                                                   self._hooks_of)
+                routes = names[watchlist.owner]
+                out |= {routes[name] for name in watchlist.channels if name in routes}
         return out
 
     async def _cooling(self, conn, channel: str, event, now: datetime) -> bool:
@@ -164,6 +182,7 @@ class DeliveryWorker:
 
     async def send_due(self) -> int:
         async with self.engine.connect() as conn:
+            await self._read_hooks(conn)
             due = (await conn.execute(
                 select(deliveries, outbox.c.finding).join(outbox, outbox.c.id == deliveries.c.outbox_id)
                 .where(and_(deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= _now()))
@@ -176,12 +195,15 @@ class DeliveryWorker:
 
     async def _send_channel(self, name: str, rows: list) -> int:
         """One channel's due deliveries, in order; stops at the first that must wait (rate, or the receiver)."""
-        channel = self.channels.get(name)
+        channel = self.channels.get(name) or self.hooks.get(name)
         sent = 0
         for row in rows:
+            if channel is None and name.startswith(key_webhooks.ID_PREFIX):  # it will not come back
+                await self._record(row, Dead("the webhook was removed, or its API key revoked"))
+                continue
             if channel is None:  # removed from the configuration: kept pending until it is back, or redriven
                 return sent
-            wait = self.buckets[name].take()
+            wait = self._bucket(name, channel).take()
             if wait:
                 await self._postpone(row.id, wait)
                 return sent

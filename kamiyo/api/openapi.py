@@ -135,7 +135,14 @@ def _response_schemas() -> dict[str, JsonSchema]:
         "WatchlistList": _obj({"watchlists": {"type": "array", "items": ref("Watchlist")}}),
         "Channels": _obj({"channels": {"type": "array", "items": _obj({
             "name": STRING, "type": STRING, "min_severity": {"type": "string", "enum": SEVERITIES},
-            "kinds": _strings(), "watchlists_only": BOOLEAN})}}),
+            "kinds": _strings(), "watchlists_only": BOOLEAN,
+            "owned": {"type": "boolean", "description": "the key's own webhook (else a channel granted to it)"}})}}),
+        "Webhook": _obj({"id": STRING, "name": STRING, "url": STRING, "created_at": MOMENT}),
+        "WebhookOne": _obj({"webhook": ref("Webhook")}),
+        "WebhookMade": _obj({"webhook": ref("Webhook"), "secret": {
+            "type": "string", "description": "signs every delivery (X-Kamiyo-Signature); shown this once"}}),
+        "WebhookList": _obj({"webhooks": {"type": "array", "items": ref("Webhook")}}),
+        "WebhookTest": _obj({"delivered": BOOLEAN, "status": _nullable(INTEGER), "detail": STRING}),
         "CallingKey": _obj({"key": _obj({
             "id": STRING, "name": STRING, "tier": {"type": "string", "enum": list(TIERS)},
             "scopes": _strings({"type": "string", "enum": list(SCOPES)}), "quotas": _obj(quotas),
@@ -147,6 +154,19 @@ def _response_schemas() -> dict[str, JsonSchema]:
         "Checks": {"type": "object", "description": "per check (database, and the daemon's when it runs the API)",
                    "additionalProperties": {"type": "object", "required": ["ok"],
                                             "properties": {"ok": BOOLEAN, "error": STRING}}},
+    }
+
+
+def _webhook_request() -> JsonSchema:
+    return {
+        "type": "object", "additionalProperties": False, "required": ["name", "url"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": _NOT_BLANK,
+                     "description": "what its watchlists call it in `channels`"},
+            "url": {"type": "string", "format": "uri", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
+                    "description": "where deliveries are POSTed; it must resolve to addresses the server may "
+                                   "reach (public ones, unless its operator allows more)"},
+        },
     }
 
 
@@ -168,7 +188,8 @@ def _watchlist_request() -> JsonSchema:
             "min_severity": {"type": "string", "enum": SEVERITIES, "default": "low"},
             "channels": {"type": "array", "default": [], "items": {
                 "type": "string", "minLength": 1, "maxLength": 100, "pattern": _TEXT,
-                "description": "a channel the server has configured (GET /v1/channels)"}},
+                "description": "one of the key's webhooks, or a configured channel granted to it (GET "
+                               "/v1/channels)"}},
         },
     }
 
@@ -235,6 +256,7 @@ def _op(op_id: str, summary: str, ok: dict[str, JsonSchema], parameters: list | 
 
 
 NOT_FOUND = {"404": {"$ref": "#/components/responses/NotFound"}}
+WEBHOOK_ID = _path("id", {"type": "string", "minLength": 1, "maxLength": 40}, "e.g. wh_…")
 READ_ONLY = {"405": _error("this server is read-only (error: read_only)")}
 
 
@@ -322,9 +344,35 @@ def _paths() -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": ref("WatchlistRequest")}}}},
         },
-        "/v1/channels": {"get": _op("listChannels", "the channels a watchlist may name",
-                                    {"200": _json("Channels", "every configured channel (no URL, no secret)")},
+        "/v1/channels": {"get": _op("listChannels", "the channels the key's watchlists may name",
+                                    {"200": _json("Channels", "its webhooks and the configured channels granted "
+                                                              "to it (no URL, no secret)")},
                                     scope="watchlists", tag="watchlists")},
+        "/v1/webhooks": {
+            "get": _op("listWebhooks", "the key's webhooks", {"200": _json("WebhookList", "all of them")},
+                       scope="watchlists", tag="watchlists"),
+            "post": {**_op("createWebhook", "register a webhook for the key's watchlists", {
+                "201": {**_json("WebhookMade", "made, with its secret"),
+                        "headers": {"Location": {"schema": STRING}}},
+                "400": {"$ref": "#/components/responses/BadRequest"}, **READ_ONLY,
+                "409": _error("the key has a webhook of that name (error: conflict)")},
+                scope="watchlists", tag="watchlists"),
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": ref("WebhookRequest")}}}},
+        },
+        "/v1/webhooks/{id}": {
+            "get": _op("getWebhook", "one of the key's webhooks", {
+                "200": _json("WebhookOne", "the webhook"), **NOT_FOUND}, [WEBHOOK_ID],
+                scope="watchlists", tag="watchlists"),
+            "delete": _op("deleteWebhook", "remove one of the key's webhooks (its pending deliveries become dead "
+                                           "letters)", {"204": {"description": "removed"}, **NOT_FOUND,
+                                                        **READ_ONLY}, [WEBHOOK_ID],
+                          scope="watchlists", tag="watchlists"),
+        },
+        "/v1/webhooks/{id}/test": {
+            "post": _op("testWebhook", "send one signed test delivery now", {
+                "200": _json("WebhookTest", "what the receiver answered"), **NOT_FOUND, **READ_ONLY},
+                [WEBHOOK_ID], scope="watchlists", tag="watchlists")},
         "/v1/watchlists/{id}": {
             "get": _op("getWatchlist", "one of the key's watchlists", {
                 "200": _json("WatchlistOne", "the watchlist"), **NOT_FOUND},
@@ -342,7 +390,7 @@ def document() -> dict:
     quotas = "; ".join(
         f"{tier}: {q.requests_per_minute or 'unlimited'}/minute, {q.requests_per_day or 'unlimited'}/day, "
         f"{'unlimited' if q.watchlists is None else q.watchlists} watchlist(s), "
-        f"{'unlimited' if q.webhooks is None else q.webhooks} channel(s), "
+        f"{'unlimited' if q.webhooks is None else q.webhooks} webhook(s), "
         f"data {'in real time' if not q.delay_seconds else f'delayed {q.delay_seconds // 3600} h'}"
         for tier, q in TIERS.items())
     return {
@@ -353,7 +401,8 @@ def document() -> dict:
             f"{quotas}.")},
         "paths": _paths(),
         "components": {
-            "schemas": {**_response_schemas(), "WatchlistRequest": _watchlist_request()},
+            "schemas": {**_response_schemas(), "WatchlistRequest": _watchlist_request(),
+                        "WebhookRequest": _webhook_request()},
             "responses": ERRORS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer kmy_…"},

@@ -83,7 +83,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 
 def cmd_channel_test(args: argparse.Namespace) -> int:
-    from ..alerts.channels import send_to
+    from ..alerts.channels import TEST_EVENT, send_to, test_finding
     from ..alerts.network import NetworkPolicy
     from ..alerts.outcome import Delivered
     from ..config import load
@@ -93,11 +93,7 @@ def cmd_channel_test(args: argparse.Namespace) -> int:
     if channel is None:
         known = ", ".join(c.name for c in settings.channels) or "none"
         raise InputError(f"no channel named {args.name!r} in the configuration (configured: {known})")
-    now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-    finding = {"id": "0x" + "00" * 32, "kind": "channel-test", "severity": "info", "type": "info", "chain_id": 0,
-               "subject": "0x" + "00" * 20, "block": 0, "tx_hash": None, "status": "active", "labels": [],
-               "evidence": {"summary": f"a test delivery to channel {channel.name}"}, "created_at": now}
-    outcome = asyncio.run(send_to(channel, "channel.test", finding,
+    outcome = asyncio.run(send_to(channel, TEST_EVENT, test_finding(channel.name),
                                   NetworkPolicy.from_strings(settings.alerts.allow_networks),
                                   settings.alerts.timeout_seconds))
     if not isinstance(outcome, Delivered):

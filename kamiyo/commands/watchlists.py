@@ -20,16 +20,20 @@ def _as_dict(watchlist, names: dict[int, str]) -> dict:
 
 def cmd_add(args: argparse.Namespace) -> int:
     from ..config import load
-    from ..watchlists import store
+    from ..watchlists import store, webhooks
 
     settings = load(args.config)
     chains = {c.name: c.chain_id for c in settings.chains}
     entries = [store.parse_entry(text, chains) for text in args.entry or []]
-    store.check(args.name, entries, args.min_severity, args.channel or [], {c.name for c in settings.channels},
-                args.kind)
-    ident = in_transaction(settings, lambda conn: store.create(conn, args.owner, args.name, entries, kinds=args.kind or [],
-                                                     min_severity=args.min_severity, channels=args.channel or []))
-    print(ident)
+    channels = args.channel or []
+
+    async def add(conn):  # the channels an owner may name include its webhooks: checked against the database
+        nameable = webhooks.nameable(args.owner, settings.channels, await webhooks.load(conn, args.owner))
+        store.check(args.name, entries, args.min_severity, channels, set(nameable), args.kind)
+        return await store.create(conn, args.owner, args.name, entries, kinds=args.kind or [],
+                                  min_severity=args.min_severity, channels=channels)
+
+    print(in_transaction(settings, add))
     return 0
 
 

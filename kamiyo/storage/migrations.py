@@ -89,6 +89,10 @@ def _watchlists(conn: Connection) -> None:
         table.create(conn)
 
 
+def _key_webhooks(conn: Connection) -> None:
+    schema.key_webhooks.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
@@ -99,6 +103,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "advisories related to incidents", _advisories),
     Migration(8, "alert outbox, deliveries per channel", _outbox),
     Migration(9, "API keys and watchlists", _watchlists),
+    Migration(10, "webhooks registered by API keys", _key_webhooks),
 )
 LATEST = MIGRATIONS[-1].version
 

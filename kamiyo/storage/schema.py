@@ -275,7 +275,7 @@ watchlists = Table(
     Column("name", String(200), nullable=False),
     Column("kinds", JSON, nullable=False),  # finding kinds wanted; empty: all
     Column("min_severity", String(16), nullable=False),
-    Column("channels", JSON, nullable=False),  # names of configured channels
+    Column("channels", JSON, nullable=False),  # names: the owner's webhooks, or configured channels
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("owner", "name"),
 )
@@ -288,4 +288,18 @@ watchlist_entries = Table(
     Column("chain_id", BigInteger),  # with address: a contract
     Column("address", String(42)),
     Column("protocol", String(300)),  # else: a protocol name, matched against what findings and incidents name
+)
+
+# Webhooks an API key registered for itself (`/v1/webhooks`): its watchlists route findings to them by name. The
+# secret signs deliveries, so it is kept as it is (like a configured channel's); it is shown once, when made.
+key_webhooks = Table(
+    "key_webhooks",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "wh_…": the channel name its deliveries are recorded under
+    Column("key_id", String(40), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("key_id", "name"),
 )

@@ -74,8 +74,9 @@ def parse_entry(text: str, chains: dict[str, int]) -> Entry:
     raise InputError(f"entry {text!r}: unknown chain {where!r} (configured: {known}; or give a chain id)")
 
 
-def check(name: str, entries: list[Entry], min_severity: str, channels: list[str], known_channels: set[str],
+def check(name: str, entries: list[Entry], min_severity: str, channels: list[str], nameable: set[str],
           kinds: list[str] | None = None) -> None:
+    """Every problem at once. `nameable`: the channels this owner may name (webhooks.nameable)."""
     problems = []
     if not name.strip() or len(name) > 200:
         problems.append("a name of 1 to 200 characters is needed")
@@ -83,10 +84,11 @@ def check(name: str, entries: list[Entry], min_severity: str, channels: list[str
         problems.append(f"between 1 and {MAX_ENTRIES} entries are needed")
     if min_severity not in {s.value for s in Severity}:
         problems.append(f"min severity {min_severity!r} is not one of {', '.join(s.value for s in Severity)}")
-    unknown = sorted(set(channels) - known_channels)
+    unknown = sorted(set(channels) - nameable)
     if unknown:
-        configured = ", ".join(sorted(known_channels)) or "none"
-        problems.append(f"unknown channel(s) {', '.join(unknown)} (configured: {configured})")
+        known = ", ".join(sorted(nameable)) or "none"
+        problems.append(f"unknown channel(s) {', '.join(unknown)} (this owner may name: {known}; a key names "
+                        f"its own webhooks and the configured channels that grant it)")
     if kinds is not None and any(not k or len(k) > 40 for k in kinds):
         problems.append("a finding kind is 1 to 40 characters")
     if problems:

@@ -145,9 +145,13 @@ name = "rekt"
 type = "rss"
 url = "https://rekt.news/feed"
 
+[alerts]
+allow_networks = ["127.0.0.0/8"]  # the tests' webhook receivers
+
 [[channels]]
 name = "ops"
 type = "webhook"
+
 url = "https://hooks.example.org/kamiyo"
 secret = "not-a-real-secret"
 

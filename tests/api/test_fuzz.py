@@ -8,8 +8,9 @@ seeded database and, where the npm artifacts are at hand, the stored world of re
 and family routes have families to show.
 
 What the document leaves unsaid on purpose (kamiyo/api/openapi.py) is filled in for the valid requests the
-fuzzer draws: a cursor is replaced by a real one of that list, and a watchlist's chains and channels by ones this
-server has configured. Requests that break the document are sent as drawn.
+fuzzer draws: a cursor is replaced by a real one of that list, a watchlist's chains and channels by ones this
+server has configured and granted, and a webhook's URL by one on loopback, which this server's [alerts] allow
+(any other host would not resolve here). Requests that break the document are sent as drawn.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ MAX_EXAMPLES = 25
 class ServerThread:
     """The API on 127.0.0.1 (a free port), served from its own thread and event loop."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, secret: str) -> None:
         self.settings = settings
         self.url = ""
-        self.secret = ""
+        self.secret = secret
         self.document: dict = {}
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -65,9 +66,6 @@ class ServerThread:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         engine = create_engine(self.settings.storage)
         try:
-            async with engine.begin() as conn:
-                _key, self.secret = await keys.create(conn, "fuzzer", tier="enterprise",
-                                                      scopes=list(keys.SCOPES))
             app = create_app(engine, self.settings, read_only=False)
             self.document = app[SERVED]
             runner = await start(app, "127.0.0.1", 0, shutdown_timeout=1.0)
@@ -86,7 +84,7 @@ class ServerThread:
             await engine.dispose()
 
 
-CHANNELS = ("ops", "oncall")  # as tests/api/seed.py configures them
+CHANNELS = ("fuzz-ops", "fuzz-oncall")  # configured below, granted to the fuzzer's key
 
 
 def _known_chain(entry: str) -> str:
@@ -118,10 +116,32 @@ def _world(folder: Path) -> Path:
     return db
 
 
+GRANTED = """
+[[channels]]
+name = "{name}"
+type = "webhook"
+url = "http://127.0.0.1:9/{name}"
+secret = "not-a-real-secret"
+keys = ["{key}"]
+"""
+
+
+async def _fuzzer_key(db: Path) -> tuple:
+    engine = create_engine(parse(config_text(db)).storage)
+    try:
+        async with engine.begin() as conn:
+            return await keys.create(conn, "fuzzer", tier="enterprise", scopes=list(keys.SCOPES))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     db = _world(tmp_path_factory.mktemp("fuzz"))
-    with ServerThread(parse(config_text(db))) as running:
+    key, secret = asyncio.run(_fuzzer_key(db))
+    grants = "".join(GRANTED.format(name=name, key=key.id) for name in CHANNELS)
+    with ServerThread(parse(config_text(db, extra=grants)), secret) as running:
+
         assert running.document == DOCUMENT
         yield running
 
@@ -156,4 +176,7 @@ def test_the_api_keeps_to_its_document(case, server, cursors):
             case.query["cursor"] = cursors[case.path]
         if case.method == "POST" and case.path == "/v1/watchlists" and isinstance(case.body, dict):
             configured(case.body)
+        if case.method == "POST" and case.path == "/v1/webhooks" and isinstance(case.body, dict):
+            case.body["url"] = "http://127.0.0.1:9/fuzz"
+
     case.call_and_validate(base_url=server.url, headers={"Authorization": f"Bearer {server.secret}"}, timeout=60)

@@ -36,9 +36,12 @@ async def test_the_public_document_does_not_tell_the_configuration(api, pro, set
     served = (await api.get("/v1/openapi.json")).text  # no key needed
     for secret_ish in [c.name for c in settings.channels] + [c.name for c in settings.chains] + ["hooks."]:
         assert f'"{secret_ish}' not in served and f"|{secret_ish}" not in served, secret_ish
+    assert (await pro.get("/v1/channels")).json()["channels"] == []  # nor to a key no channel is granted to
+    assert (await pro.post("/v1/webhooks", json={"name": "mine", "url": "http://127.0.0.1:9/x"})).status == 201
     channels = (await pro.get("/v1/channels")).json()["channels"]
-    assert [(c["name"], c["type"]) for c in channels] == [("ops", "webhook"), ("oncall", "slack")]
+    assert [(c["name"], c["type"], c["owned"]) for c in channels] == [("mine", "webhook", True)]
     assert "url" not in channels[0] and "secret" not in channels[0]
+
 
 
 @pytest.fixture

@@ -1,28 +1,31 @@
 """`/v1/watchlists`: a key's own, made through watchlists/store.py (so the delivery worker reads them), every body
-problem listed at once, the tier's quotas, another owner's id a 404, and a read-only server refusing changes."""
+problem listed at once, the tier's quotas, another owner's id a 404, a read-only server refusing changes, and the
+channels a key may name: its own webhooks and the configured channels granted to it."""
 
 from __future__ import annotations
 
-from kamiyo.api.keys import Quotas
 from kamiyo.api.routes.service import DOCUMENT
-from kamiyo.storage.schema import api_keys
+from kamiyo.config import parse
 from kamiyo.watchlists import store
 from tests.api.conftest import serve
 from tests.api.contract import Client, Contract
+from tests.api.seed import config_text
 
 UNI = "0x" + "5c" * 20
 BODY = {"name": "uniswap", "entries": [f"eth:{UNI}", "protocol:Uniswap V2"], "kinds": ["fork-detected"],
-        "min_severity": "medium", "channels": ["ops"]}
+        "min_severity": "medium", "channels": ["team"]}
+HOOK = {"name": "team", "url": "http://127.0.0.1:9/kamiyo"}  # loopback: the tests' [alerts] allow it
 
 
 async def test_made_listed_shown_and_removed_and_the_worker_reads_it(pro, engine):
+    assert (await pro.post("/v1/webhooks", json=HOOK)).status == 201
     made = await pro.post("/v1/watchlists", json=BODY)
     assert made.status == 201
     watchlist = made.json()["watchlist"]
     assert made.headers["Location"] == f"/v1/watchlists/{watchlist['id']}"
     assert watchlist["entries"] == [f"1:{UNI.lower()}", "protocol:Uniswap V2"]
     assert (watchlist["kinds"], watchlist["min_severity"], watchlist["channels"]) == (["fork-detected"], "medium",
-                                                                                      ["ops"])
+                                                                                      ["team"])
     assert (await pro.get("/v1/watchlists")).json()["watchlists"] == [watchlist]
     assert (await pro.get(f"/v1/watchlists/{watchlist['id']}")).json()["watchlist"] == watchlist
     async with engine.connect() as conn:  # as the delivery worker sees it at its next fan-out
@@ -34,7 +37,7 @@ async def test_made_listed_shown_and_removed_and_the_worker_reads_it(pro, engine
 
 
 async def test_another_owners_watchlist_is_not_found(api, pro, make_key):
-    ident = (await pro.post("/v1/watchlists", json=BODY)).json()["watchlist"]["id"]
+    ident = (await pro.post("/v1/watchlists", json={**BODY, "channels": []})).json()["watchlist"]["id"]
     _k, other = await make_key("pro", ("watchlists",))
     _k, admin = await make_key("enterprise", ("admin",))
     for client in (api.with_key(other), api.with_key(admin)):  # admin has every scope, not every owner's lists
@@ -60,32 +63,54 @@ async def test_every_problem_of_a_body_is_listed_at_once(pro):
 
 
 async def test_a_name_is_one_watchlist_per_key(pro):
-    assert (await pro.post("/v1/watchlists", json=BODY)).status == 201
-    again = await pro.post("/v1/watchlists", json=BODY)
+    assert (await pro.post("/v1/watchlists", json={**BODY, "channels": []})).status == 201
+    again = await pro.post("/v1/watchlists", json={**BODY, "channels": []})
     assert again.status == 409 and again.json()["error"] == "conflict"
 
 
-async def test_the_free_tier_has_one_watchlist_and_no_channels(api, make_key):
+async def test_the_free_tier_has_one_watchlist_and_no_webhook(api, make_key):
     _k, secret = await make_key("free", ("watchlists",))
     client = api.with_key(secret)
-    with_channel = await client.post("/v1/watchlists", json=BODY)
-    assert with_channel.status == 403 and with_channel.json()["error"] == "quota"
-    assert "0 channel(s)" in with_channel.json()["detail"]
+    hook = await client.post("/v1/webhooks", json=HOOK)
+    assert hook.status == 403 and hook.json()["error"] == "quota" and "0 webhook(s)" in hook.json()["detail"]
     assert (await client.post("/v1/watchlists", json={**BODY, "channels": []})).status == 201
     second = await client.post("/v1/watchlists", json={**BODY, "name": "second", "channels": []})
     assert second.status == 403 and "1 watchlist(s)" in second.json()["detail"]
 
 
-async def test_channels_count_across_a_keys_watchlists(api, make_key, engine):
+GRANT = """
+[[channels]]
+name = "shared"
+type = "slack"
+url = "https://hooks.slack.com/services/T/B/y"
+keys = ["{key}"]
+"""
+
+
+async def test_a_key_names_its_own_webhooks_and_the_channels_granted_to_it_only(api, engine, seeded, clock,
+                                                                                make_key):
     key, secret = await make_key("pro", ("watchlists",))
     client = api.with_key(secret)
-    async with engine.begin() as conn:  # a key whose quota is one channel
-        tight = Quotas(None, None, None, 1, 0)
-        await conn.execute(api_keys.update().where(api_keys.c.id == key.id).values(quotas=tight.as_json()))
-    assert (await client.post("/v1/watchlists", json={**BODY, "channels": ["ops"]})).status == 201
-    assert (await client.post("/v1/watchlists", json={**BODY, "name": "b", "channels": ["ops"]})).status == 201
-    over = await client.post("/v1/watchlists", json={**BODY, "name": "c", "channels": ["oncall"]})
-    assert over.status == 403 and over.json()["error"] == "quota"
+    refused = await client.post("/v1/watchlists", json={**BODY, "channels": ["ops"]})  # the operator's, not granted
+    assert refused.status == 400 and "unknown channel(s) ops" in refused.json()["detail"]
+    assert (await client.get("/v1/channels")).json()["channels"] == []
+    assert (await client.post("/v1/webhooks", json=HOOK)).status == 201
+    assert (await client.post("/v1/watchlists", json=BODY)).status == 201
+    _other, other_secret = await make_key("pro", ("watchlists",))  # another key's webhook is not its to name
+    assert (await api.with_key(other_secret).post("/v1/watchlists", json=BODY)).status == 400
+
+    app, raw = await serve(engine, parse(config_text(seeded.db, extra=GRANT.format(key=key.id))), clock)
+    try:
+        granted = Client(raw, Contract(app[DOCUMENT]), secret)
+        listed = (await granted.get("/v1/channels")).json()["channels"]
+        assert [(c["name"], c["type"], c["owned"]) for c in listed] == [("team", "webhook", True),
+                                                                       ("shared", "slack", False)]
+        both = await granted.post("/v1/watchlists", json={**BODY, "name": "b", "channels": ["team", "shared"]})
+        assert both.status == 201
+        assert (await granted.post("/v1/watchlists", json={**BODY, "name": "c", "channels": ["ops"]})).status == 400
+    finally:
+        await raw.close()
+
 
 
 async def test_a_read_only_server_refuses_changes(engine, settings, clock, make_key):

@@ -3,9 +3,10 @@ API refuses what `kamiyo watchlist add` refuses, in the same words. The delivery
 fan-out, so a watchlist made here routes the next finding.
 
 A key sees only its own: another owner's id is a 404, exactly as an id that does not exist. Its tier bounds how
-many watchlists it has and how many distinct channels they name together (403 "quota"). Creations are one at a
+many watchlists it has (403 "quota"). A watchlist names the key's own webhooks (routes/webhooks.py) and the
+configured channels granted to the key (`[[channels]] keys`); `/v1/channels` lists them. Creations are one at a
 time in this process, so two requests at once cannot both take the last place of a quota. A read-only server
-(`kamiyo api`) answers 405 to every change. `/v1/channels` lists what a watchlist may name.
+(`kamiyo api`) answers 405 to every change.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import asyncio
 import re
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from ...errors import InputError
 from ...reports.findings import iso_z
-from ...watchlists import store
+from ...watchlists import store, webhooks
+from ..bodies import read_body, refuse, writable
 from ..context import Route, caller, context
-from ..errors import BAD_BODY, CONFLICT, QUOTA, READ_ONLY, ApiError, not_found
+from ..errors import CONFLICT, QUOTA, ApiError, not_found
 from ..keys import WATCHLISTS
 from ..params import CONTROL, Query
 
@@ -48,31 +50,13 @@ def watchlist_json(watchlist: store.Watchlist) -> dict:
             "channels": list(watchlist.channels), "created_at": iso_z(watchlist.created_at)}
 
 
-def _path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
-def _writable(request: web.Request) -> None:
-    if context(request).read_only:
-        raise ApiError(405, READ_ONLY, "this server is read-only (`kamiyo api`): change watchlists through the "
-                                       "daemon's API", headers={"Allow": "GET, HEAD"})
-
-
 async def _body(request: web.Request) -> tuple[WatchlistBody, list[store.Entry]]:
     """The parsed body and its entries, or a 400 that lists every problem."""
-    try:
-        data = await request.json()
-    except ValueError:
-        raise ApiError(400, BAD_BODY, "the body is not JSON", problems=[]) from None
-    try:
-        body = WatchlistBody.model_validate(data)
-    except ValidationError as exc:
-        problems = [{"path": _path(e["loc"]), "message": e["msg"]} for e in exc.errors(include_url=False)]
-        _refuse(problems)
+    body = await read_body(request, WatchlistBody)
     settings = context(request).settings
+    owner = caller(request).id
+    async with context(request).engine.connect() as conn:
+        nameable = webhooks.nameable(owner, settings.channels, await webhooks.load(conn, owner))
     chains = {c.name: c.chain_id for c in settings.chains}
     entries, problems = [], []
     if CONTROL.search(body.name):
@@ -87,12 +71,11 @@ async def _body(request: web.Request) -> tuple[WatchlistBody, list[store.Entry]]
     # check() counts entries: hand it as many as were given, readable or not, so a bad one is not also "missing"
     counted = entries if len(entries) == len(body.entries) else [store.Entry()] * len(body.entries)
     try:
-        store.check(body.name, counted, body.min_severity, body.channels, {c.name for c in settings.channels},
-                    body.kinds)
+        store.check(body.name, counted, body.min_severity, body.channels, set(nameable), body.kinds)
     except InputError as exc:
         problems.append({"path": "body", "message": str(exc).removeprefix("watchlist: ")})
     if problems:
-        _refuse(problems)
+        refuse(problems)
     return body, entries
 
 
@@ -107,31 +90,21 @@ def _entry(text: str, chains: dict[str, int]) -> store.Entry:
     return store.parse_entry(text, chains)
 
 
-def _refuse(problems: list[dict]) -> None:
-    lines = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
-    raise ApiError(400, BAD_BODY, f"{len(problems)} problem(s): {lines}", problems=problems)
-
-
-def _within_quota(request: web.Request, lists: list[store.Watchlist], channels: list[str]) -> None:
+def _within_quota(request: web.Request, lists: list[store.Watchlist]) -> None:
     key = caller(request)
     allowed = key.quotas.watchlists
     if allowed is not None and len(lists) >= allowed:
         raise ApiError(403, QUOTA, f"the {key.tier} tier allows {allowed} watchlist(s); key {key.id} has "
                                    f"{len(lists)}")
-    webhooks = key.quotas.webhooks
-    named = {c for w in lists for c in w.channels} | set(channels)
-    if webhooks is not None and len(named) > webhooks:
-        raise ApiError(403, QUOTA, f"the {key.tier} tier allows its watchlists {webhooks} channel(s) in all; "
-                                   f"this would make {len(named)}")
 
 
 async def create_watchlist(request: web.Request) -> web.Response:
     Query(request, ())
-    _writable(request)
+    writable(request, "watchlists")
     body, entries = await _body(request)
     owner = caller(request).id
     async with request.app[_CREATING], context(request).engine.begin() as conn:
-        _within_quota(request, await store.load(conn, owner), body.channels)
+        _within_quota(request, await store.load(conn, owner))
         try:
             ident = await store.create(conn, owner, body.name, entries, kinds=body.kinds,
                                        min_severity=body.min_severity, channels=body.channels)
@@ -161,7 +134,7 @@ async def get_watchlist(request: web.Request) -> web.Response:
 
 async def delete_watchlist(request: web.Request) -> web.Response:
     Query(request, ())
-    _writable(request)
+    writable(request, "watchlists")
     ident = request.match_info["id"]
     async with context(request).engine.begin() as conn:
         removed = await store.remove(conn, ident, caller(request).id)
@@ -171,10 +144,18 @@ async def delete_watchlist(request: web.Request) -> web.Response:
 
 
 async def list_channels(request: web.Request) -> web.Response:
+    """What the key's watchlists may name: its own webhooks, and the configured channels granted to it."""
     Query(request, ())
-    return web.json_response({"channels": [
-        {"name": c.name, "type": c.type, "min_severity": c.min_severity, "kinds": list(c.kinds),
-         "watchlists_only": c.watchlists_only} for c in context(request).settings.channels]})
+    owner = caller(request).id
+    async with context(request).engine.connect() as conn:
+        own = await webhooks.load(conn, owner)
+    taken = {hook.name for hook in own}
+    granted = [{"name": c.name, "type": c.type, "min_severity": c.min_severity, "kinds": list(c.kinds),
+                "watchlists_only": c.watchlists_only, "owned": False}
+               for c in context(request).settings.channels if owner in c.keys and c.name not in taken]
+    mine = [{"name": hook.name, "type": "webhook", "min_severity": "info", "kinds": [], "watchlists_only": True,
+             "owned": True} for hook in own]
+    return web.json_response({"channels": mine + granted})
 
 
 def setup(app: web.Application) -> None:
