@@ -67,7 +67,6 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-
 async def create(conn: AsyncConnection, key_id: str, name: str, url: str) -> tuple[KeyWebhook, str]:
     """A new webhook and its secret (shown once). ValueError when the key has a webhook of that name."""
     taken = await conn.execute(select(key_webhooks.c.id).where(and_(key_webhooks.c.key_id == key_id,

@@ -43,7 +43,6 @@ async def test_the_public_document_does_not_tell_the_configuration(api, pro, set
     assert "url" not in channels[0] and "secret" not in channels[0]
 
 
-
 @pytest.fixture
 def contract() -> Contract:
     return Contract(document())

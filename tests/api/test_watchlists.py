@@ -112,7 +112,6 @@ async def test_a_key_names_its_own_webhooks_and_the_channels_granted_to_it_only(
         await raw.close()
 
 
-
 async def test_a_read_only_server_refuses_changes(engine, settings, clock, make_key):
     _k, secret = await make_key("pro", ("watchlists",))
     app, raw = await serve(engine, settings, clock, read_only=True)
