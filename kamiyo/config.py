@@ -270,10 +270,10 @@ class SuppressionSettings(_Strict):
     """`[[alerts.suppress]]`: known noise, silenced on every channel: one finding by fingerprint, or an
     analyzer's findings about (or naming) one address."""
 
-    fingerprint: str | None = None
-    kind: str | None = None
+    fingerprint: Annotated[str, Field(min_length=1, max_length=66)] | None = None
+    kind: Annotated[str, Field(min_length=1, max_length=40)] | None = None
     address: str | None = None  # lowercase; the finding's subject or any address its evidence names
-    reason: Annotated[str, Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
 
     @field_validator("address")
     @classmethod

@@ -32,6 +32,7 @@ from ..storage.upsert import insert_new, upsert
 from ..watchlists import store as watchlist_store
 from ..watchlists import webhooks as key_webhooks
 from ..watchlists.match import Matcher
+from . import suppressions
 from .channels import send_to
 from .network import NetworkPolicy
 from .outcome import Dead, Delivered, Outcome, Retry, backoff
@@ -88,6 +89,7 @@ class DeliveryWorker:
         self.hooks: dict[str, object] = {}  # API keys' own webhooks, by id: read again at every fan-out and send
         self._hooks_of: list[key_webhooks.KeyWebhook] = []
         self.policy = NetworkPolicy.from_strings(settings.alerts.allow_networks)
+        self.rules = list(settings.alerts.suppress)  # and, read at every fan-out, those added at run time
         self.buckets: dict[str, _Bucket] = {}
         self._send = send or self._send_to_channel
 
@@ -115,6 +117,7 @@ class DeliveryWorker:
                 return 0
             now, rows = _now(), []
             await self._read_hooks(conn)
+            self.rules = self.alerts.suppress + [rule for _id, rule, _at in await suppressions.load(conn)]
             names: dict[str, dict[str, str]] = {}  # owner -> what its watchlists' channel names route to
             matcher = await Matcher.build(conn, await watchlist_store.load(conn), self.lineage,
                                           {(e.finding["chain_id"], e.finding["subject"]) for e in events})
@@ -139,7 +142,7 @@ class DeliveryWorker:
         evidence = finding.get("evidence") or {}
         named = {finding["subject"]} | {str(a.get("address", "")).lower() for a in evidence.get("addresses", ())
                                         if isinstance(a, dict)}
-        for rule in self.alerts.suppress:
+        for rule in self.rules:
             if rule.fingerprint == finding["id"] or (rule.kind == finding["kind"] and rule.address in named):
                 return f"suppressed: {rule.reason}"
         allowed = set(self.alerts.allowlist)

@@ -1,5 +1,6 @@
-"""Alert commands: `alerts dead-letters` (what gave up, and why), `alerts redrive ID|--all` (send them again) and
-`channel test NAME` (one signed test delivery now, its outcome printed).
+"""Alert commands: `alerts dead-letters` (what gave up, and why), `alerts redrive ID|--all` (send them again),
+`alerts suppress|suppressions|unsuppress` (known noise silenced while the daemon runs) and `channel test NAME`
+(one signed test delivery now, its outcome printed).
 
 Redriving only resets rows: the running daemon's worker sends them at its next look (within a second), or the
 next `kamiyo run` does. A user mistake is an InputError (one line, exit 2).
@@ -11,7 +12,7 @@ import argparse
 import asyncio
 from datetime import datetime, timezone
 
-from . import CONFIG_HELP
+from . import CONFIG_HELP, in_transaction
 from ..errors import InputError
 from ..reports.table import render_table
 from .query import _print_json, _read
@@ -82,6 +83,55 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suppress(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from ..alerts import suppressions
+    from ..config import SuppressionSettings, load
+
+    settings = load(args.config)
+    try:
+        rule = SuppressionSettings(fingerprint=args.fingerprint, kind=args.kind, address=args.address,
+                                   reason=args.reason)
+    except ValidationError as exc:
+        raise InputError("suppression: " + "; ".join(e["msg"].removeprefix("Value error, ")
+                                                     for e in exc.errors(include_url=False))) from None
+    print(in_transaction(settings, lambda conn: suppressions.add(conn, rule)))
+    return 0
+
+
+def cmd_suppressions(args: argparse.Namespace) -> int:
+    from ..alerts import suppressions
+    from ..config import load
+
+    settings = load(args.config)
+    rows = [{"id": None, "source": "config", "fingerprint": r.fingerprint, "kind": r.kind, "address": r.address,
+             "reason": r.reason} for r in settings.alerts.suppress]
+    rows += [{"id": ident, "source": "added " + at.strftime("%Y-%m-%d %H:%M"), "fingerprint": r.fingerprint,
+              "kind": r.kind, "address": r.address, "reason": r.reason}
+             for ident, r, at in in_transaction(settings, suppressions.load)]
+    if args.format == "json":
+        _print_json({"suppressions": rows})
+    elif not rows:
+        print("no suppressions")
+    else:
+        print(render_table(("id", "source", "silences", "reason"),
+                           [(r["id"] or "-", r["source"], r["fingerprint"] or f"{r['kind']} @ {r['address']}",
+                             r["reason"][:60]) for r in rows]), end="")
+    return 0
+
+
+def cmd_unsuppress(args: argparse.Namespace) -> int:
+    from ..alerts import suppressions
+    from ..config import load
+
+    if not in_transaction(load(args.config), lambda conn: suppressions.remove(conn, args.id)):
+        raise InputError(f"no suppression {args.id!r} added at run time (see `kamiyo alerts suppressions`; "
+                         "those from the configuration are removed there)")
+    print(f"suppression {args.id} removed; the next matching finding is delivered")
+    return 0
+
+
 def cmd_channel_test(args: argparse.Namespace) -> int:
     from ..alerts.channels import TEST_EVENT, send_to, test_finding
     from ..alerts.network import NetworkPolicy
@@ -113,6 +163,23 @@ def register(sub) -> None:
     redrive.add_argument("--all", action="store_true")
     redrive.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     redrive.set_defaults(func=cmd_redrive)
+    suppress = alerts.add_parser("suppress", help="silence known noise on every channel, effective at once: one "
+                                                  "finding (--fingerprint) or an analyzer's findings about an "
+                                                  "address (--kind and --address)")
+    suppress.add_argument("--fingerprint", metavar="ID")
+    suppress.add_argument("--kind", metavar="ANALYZER")
+    suppress.add_argument("--address", metavar="0x…")
+    suppress.add_argument("--reason", required=True, help="why: kept with each delivery it silences")
+    suppress.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    suppress.set_defaults(func=cmd_suppress)
+    listed = alerts.add_parser("suppressions", help="every suppression: the configuration's and those added")
+    listed.add_argument("--format", choices=("text", "json"), default="text")
+    listed.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    listed.set_defaults(func=cmd_suppressions)
+    unsuppress = alerts.add_parser("unsuppress", help="remove a suppression added with `alerts suppress`")
+    unsuppress.add_argument("id", metavar="ID")
+    unsuppress.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    unsuppress.set_defaults(func=cmd_unsuppress)
     channel = sub.add_parser("channel", help="alert channels").add_subparsers(dest="channel_command", required=True)
     test = channel.add_parser("test", help="send one signed test delivery to a configured channel now")
     test.add_argument("name", metavar="NAME")

@@ -93,6 +93,10 @@ def _key_webhooks(conn: Connection) -> None:
     schema.key_webhooks.create(conn)
 
 
+def _suppressions(conn: Connection) -> None:
+    schema.suppressions.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
@@ -104,6 +108,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "alert outbox, deliveries per channel", _outbox),
     Migration(9, "API keys and watchlists", _watchlists),
     Migration(10, "webhooks registered by API keys", _key_webhooks),
+    Migration(11, "suppressions added at run time", _suppressions),
+
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -303,3 +303,16 @@ key_webhooks = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("key_id", "name"),
 )
+
+# Known noise silenced at run time (`kamiyo alerts suppress`), beside `[alerts] suppress` in the configuration:
+# one finding by fingerprint, or an analyzer's findings about (or naming) one address.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "sup_…"
+    Column("fingerprint", String(66)),
+    Column("kind", String(40)),
+    Column("address", String(42)),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

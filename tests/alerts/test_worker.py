@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import timezone
 
@@ -197,3 +198,43 @@ def test_a_suppression_is_a_fingerprint_or_a_kind_and_an_address():
                 'allowlist = ["me"]'):
         with pytest.raises(ConfigError):
             parse(base + bad)
+
+
+async def test_a_suppression_added_at_run_time_silences_at_once_and_removing_it_lets_the_next_through(world,
+                                                                                                    capsys):
+    from kamiyo.cli import main
+
+    folder, receiver, engine = world
+    toml = folder / "k.toml"
+    toml.write_text(config(folder / "k.db", receiver.url))
+    worker = DeliveryWorker(engine, parse(toml.read_text()))  # running before the suppression exists
+    treasury = "0x" + "77" * 20
+    add = ["alerts", "suppress", "--kind", "large-outflow", "--address", treasury.upper().replace("0X", "0x"),
+           "--reason", "our treasury's payouts", "--config", str(toml)]
+    assert await asyncio.to_thread(main, add) == 0
+    ident = capsys.readouterr().out.strip()
+    assert ident.startswith("sup_")
+    payout = Finding("large-outflow", Severity.HIGH, FindingType.EXPLOIT, 1, treasury, 10, "0x" + "02" * 32,
+                     fingerprint("large-outflow", 2), {"summary": "payout"})
+    await record(engine, payout)
+    await drain(worker)
+    assert receiver.received == []
+    assert [s[2] for s in await statuses(engine)] == [SUPPRESSED]
+
+    await asyncio.to_thread(main, ["alerts", "suppressions", "--format", "json", "--config", str(toml)])
+    listed = json.loads(capsys.readouterr().out)["suppressions"]
+    assert [(r["id"], r["kind"], r["address"], r["reason"]) for r in listed] == [
+        (ident, "large-outflow", treasury, "our treasury's payouts")]
+    assert await asyncio.to_thread(main, ["alerts", "unsuppress", ident, "--config", str(toml)]) == 0
+    again = Finding("large-outflow", Severity.HIGH, FindingType.EXPLOIT, 1, treasury, 11, "0x" + "03" * 32,
+                    fingerprint("large-outflow", 3), {"summary": "a drain this time"})
+    await record(engine, again)
+    await drain(worker)
+    assert [r.finding["id"] for r in receiver.received] == [again.fingerprint]
+
+    capsys.readouterr()
+    both = ["alerts", "suppress", "--fingerprint", "0x" + "ab" * 32, "--kind", "x", "--address", treasury,
+            "--reason", "r", "--config", str(toml)]
+    assert await asyncio.to_thread(main, both) == 2
+    assert "a fingerprint, or a kind and an address, not both" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, ["alerts", "unsuppress", ident, "--config", str(toml)]) == 2
