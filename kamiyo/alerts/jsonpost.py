@@ -1,4 +1,4 @@
-"""One JSON POST to a chat service's URL (Slack, Discord, Telegram), as an Outcome: the URL checked against the
+"""One JSON POST to a channel's URL (the webhook; Slack, Discord, Telegram), as an Outcome: the URL checked against the
 network policy (it is user input), sent through `network.post` to the address checked, the answer handed to the
 channel's `judge`. Failures before an answer are Outcomes too: a refused destination is dead, a name that does not
 resolve or a connection that fails or times out is retried.
@@ -75,9 +75,15 @@ def answer_json(response: Response) -> dict | None:
 
 async def post_json(url: str, payload: dict, policy: NetworkPolicy, timeout: float, judge: Judge, *,
                     secrets: Iterable[str] = (), max_answer: int = MAX_ANSWER) -> Outcome:
-    secrets = tuple(secrets)
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
+    return await post_body(url, body, headers, policy, timeout, judge, secrets=secrets, max_answer=max_answer)
+
+
+async def post_body(url: str, body: bytes, headers: dict[str, str], policy: NetworkPolicy, timeout: float,
+                    judge: Judge, *, secrets: Iterable[str] = (), max_answer: int = MAX_ANSWER) -> Outcome:
+    """`body` as it is (the webhook signs its exact bytes), with the same checks and outcomes as post_json."""
+    secrets = tuple(secrets)
     try:
         async with asyncio.timeout(timeout):  # a resolver that never answers must not hold the worker
             destination = await check_destination(url, policy)

@@ -9,16 +9,14 @@ for receivers written in Python and for our tests.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import Mapping
 
-import aiohttp
-
-from .network import NetworkPolicy, UnsafeDestination, check_destination, post
+from .jsonpost import post_body
+from .network import NetworkPolicy
 from .outcome import Dead, Delivered, Outcome, Retry, retry_after
 
 MAX_SKEW_SECONDS = 300
@@ -56,17 +54,8 @@ def request(secret: str, event: str, finding: dict, now: float | None = None) ->
 async def send(url: str, secret: str, event: str, finding: dict, policy: NetworkPolicy,
                timeout: float) -> Outcome:
     body, headers = request(secret, event, finding)
-    try:
-        destination = await check_destination(url, policy)
-    except UnsafeDestination as exc:
-        return Dead(f"refused destination: {exc}")
-    except OSError as exc:  # the name does not resolve (now): it may later
-        return Retry(f"cannot resolve: {exc}")
-    try:
-        response = await post(destination, body, headers, timeout=timeout)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        return Retry(f"{type(exc).__name__}: {exc}"[:300])
-    return judge(response.status, response.headers)
+    return await post_body(str(url), body, headers, policy, timeout,
+                           lambda response: judge(response.status, response.headers), secrets=(secret,))
 
 
 def judge(status: int, headers: Mapping[str, str]) -> Outcome:
