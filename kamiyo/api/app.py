@@ -143,8 +143,9 @@ def create_app(engine: AsyncEngine, settings: Settings, *, read_only: bool, read
         middlewares.append(_cors(settings.api.cors_origins))
     middlewares += [error_middleware, auth_middleware]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
-    ctx = ApiContext(engine, settings, read_only, ready, Limiter(clock), clock)
+    ctx = ApiContext(engine, settings, read_only, ready, Limiter(clock, engine), clock)
     app[CONTEXT] = ctx
+    app.cleanup_ctx.append(ctx.limiter.sync_forever)  # the day quotas, shared through the database
     for route in ROUTES:
         if route.method == "GET":
             app.router.add_get(route.path, route.handler)

@@ -67,7 +67,7 @@ async def authenticate(request: web.Request, scope: str) -> ApiKey:
         REJECTIONS.labels("forbidden").inc()
         raise ApiError(403, FORBIDDEN, f"API key {key.id} lacks the {scope!r} scope this route needs "
                                        f"(it has: {', '.join(sorted(key.scopes))})")
-    refusal = context(request).limiter.admit(key)
+    refusal = await context(request).limiter.admit(key)
     if refusal is not None:
         REJECTIONS.labels("rate_limited").inc()
         wait = max(1, math.ceil(refusal.retry_after))

@@ -178,17 +178,18 @@ class Supervisor:
         return True
 
     async def apply_alerts(self, settings: Settings) -> bool:
-        """(Re)start the delivery worker when the channels or [alerts] changed; none runs without channels."""
+        """(Re)start the delivery worker when the channels or [alerts] changed. It runs without configured
+        channels too: API keys' webhooks are delivered by it, and its cursor moving past what nobody wanted
+        means a channel added later starts from then, not from the first finding ever stored."""
         if self.alerts is not None:
             running = self.alerts[0]
             if (running.channels, running.alerts) == (settings.channels, settings.alerts):
                 return False
             await self.stop_alerts()
-        if settings.channels:
-            stop = asyncio.Event()
-            task = asyncio.create_task(deliver_forever(settings, self.engine, stop, self.heartbeats,
-                                                       self.linker.lineage), name="alerts")
-            self.alerts = (settings, stop, task)
+        stop = asyncio.Event()
+        task = asyncio.create_task(deliver_forever(settings, self.engine, stop, self.heartbeats,
+                                                   self.linker.lineage), name="alerts")
+        self.alerts = (settings, stop, task)
         return True
 
     async def stop_alerts(self) -> None:

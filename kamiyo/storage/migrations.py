@@ -97,6 +97,10 @@ def _suppressions(conn: Connection) -> None:
     schema.suppressions.create(conn)
 
 
+def _api_usage(conn: Connection) -> None:
+    schema.api_usage.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
@@ -109,6 +113,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "API keys and watchlists", _watchlists),
     Migration(10, "webhooks registered by API keys", _key_webhooks),
     Migration(11, "suppressions added at run time", _suppressions),
+    Migration(12, "API requests per key and day", _api_usage),
 
 )
 LATEST = MIGRATIONS[-1].version

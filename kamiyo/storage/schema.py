@@ -316,3 +316,13 @@ suppressions = Table(
     Column("reason", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# API requests per key and UTC day (day = unix days), summed by every process serving the API on this database,
+# so the day quota holds across `kamiyo run`, `kamiyo api` and restarts. Rows older than two days are pruned.
+api_usage = Table(
+    "api_usage",
+    metadata,
+    Column("key_id", String(40), primary_key=True),
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("requests", BigInteger, nullable=False),
+)

@@ -145,6 +145,12 @@ def _address(word_hex: str) -> str:
 # ----------------------------------------------------------------------------------------------- sending
 
 
+def derived_account(scenario: str, role: str, salt: int, n: int = 0) -> str:
+    """The address Session.account tries `n`-th for a role; salt is the chain's height when the session began.
+    A test that must name a scenario's contract before it runs (a watchlist) predicts it from this."""
+    return "0x" + keccak(f"kamiyo-scenario/{scenario}/{role}/{salt}/{n}".encode())[-20:].hex()
+
+
 class Session:
     """One scenario's transactions: fresh accounts, sends that wait for success, and the record of it all."""
 
@@ -157,8 +163,7 @@ class Session:
         """A new impersonated EOA with `ether` ETH: no nonce, code or balance before (its address derives from
         the scenario, the role and the chain's height, so runs are deterministic)."""
         for n in range(100):
-            seed = f"kamiyo-scenario/{self.name}/{role}/{self._salt}/{n}".encode()
-            address = "0x" + keccak(seed)[-20:].hex()
+            address = derived_account(self.name, role, self._salt, n)
             if (self.node.rpc("eth_getTransactionCount", [address, "latest"]) == "0x0"
                     and self.node.rpc("eth_getBalance", [address, "latest"]) == "0x0"
                     and self.node.rpc("eth_getCode", [address, "latest"]) == "0x"):
