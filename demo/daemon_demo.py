@@ -5,19 +5,23 @@
 - chain "l2-sim" (10), also while it runs: SushiSwap's pair (recompiled Uniswap V2), an ERC-20 implementation with EIP-1167 clones
   made by a factory, and Uniswap V3's factory, which is unrelated code.
 The daemon follows all three over WebSocket into an embedded SQLite database under out/demo/, and reads one feed:
-a local DeFiHackLabs checkout whose only entry says one of the Uniswap pairs on mainnet was drained. The demo
-prints the families found across chains, the findings (third parties' copies, and every copy of the drained
-code at risk) and the incident, and writes the fork graph. Ctrl-C, or the end, stops
+a local DeFiHackLabs checkout whose only entry says one of the Uniswap pairs on mainnet was drained. Alerts go to
+two local webhook receivers that check every signature: the security team's channel takes every high finding,
+and the Uniswap team's takes only what its watchlist (its pair, and so the pair's fork family) routes to it. The
+demo prints the families found across chains, the findings (third parties' copies, and every copy of the drained
+code at risk), the incident and the alerts received, and writes the fork graph. Ctrl-C, or the end, stops
 everything it started.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,10 +29,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.alerts.receiver import Receiver  # noqa: E402
 from tests.support import npm_artifacts  # noqa: E402  (the demo reuses the test chain kit)
 from tests.support.anvil import anvil  # noqa: E402
 from tests.support.defihacklabs import write_checkout  # noqa: E402
 from tests.support.scenarios import run_reentrancy_drain  # noqa: E402
+from kamiyo.reports.table import render_table  # noqa: E402
 from tests.support.contracts import (  # noqa: E402
     clone_factory_creation, create_pair, creation_code, deploy, make_clone, runtime_deployer, word,
 )
@@ -42,10 +48,35 @@ def say(text: str) -> None:
     print(f"\033[1m==>\033[0m {text}" if sys.stdout.isatty() else f"==> {text}", flush=True)
 
 
-def config(chains: dict[str, object]) -> str:
+SECRET = "demo-webhook-secret"
+
+
+class Receivers:
+    """Two signature-checking webhook receivers on loopback, served from a thread of their own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="demo-receivers", daemon=True).start()
+        self.soc, self.team = (self._call(Receiver(SECRET).start()) for _ in range(2))
+
+    def _call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+
+    def close(self) -> None:
+        for receiver in (self.soc, self.team):
+            self._call(receiver.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def config(chains: dict[str, object], receivers: Receivers) -> str:
     text = (f'# written by demo/daemon_demo.py\n[storage]\nurl = "sqlite:///{OUT / "kamiyo.db"}"\n\n'
             f'[daemon]\nshutdown_grace = 5\n\n[[feeds]]\nname = "defihacklabs"\ntype = "defihacklabs"\n'
-            f'path = "{OUT / "defihacklabs"}"\ninterval = 3600\n')
+            f'path = "{OUT / "defihacklabs"}"\ninterval = 3600\n\n'
+            '[alerts]\nallow_networks = ["127.0.0.0/8"]  # the receivers are on this host\n')
+    for name, receiver, extra in (("soc", receivers.soc, 'min_severity = "high"\n'),
+                                  ("uniswap-team", receivers.team, "watchlists_only = true\n")):
+        text += (f'\n[[channels]]\ntype = "webhook"\nname = "{name}"\nurl = "{receiver.url}"\n'
+                 f'secret = "{SECRET}"\n{extra}')
     for name, node in chains.items():
         text += (f'\n[[chains]]\nname = "{name}"\nchain_id = {node.chain_id}\nrpc = ["{node.http}"]\n'
                  f'ws = ["{node.ws}"]\nstart_block = 0\npoll_interval = 1.0\nrequests_per_second = 2000\n')
@@ -69,6 +100,15 @@ def wait_caught_up(nodes, daemon, timeout: float = 120) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"the daemon did not catch up: {checkpoints()} < {want}")
         time.sleep(0.1)
+
+
+def wait_delivered(timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(OUT / "kamiyo.db") as con:
+            if not con.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]:
+                return
+        time.sleep(0.2)
 
 
 def wait_findings_settle(quiet: float = 1.0, timeout: float = 20) -> None:
@@ -118,6 +158,15 @@ def kamiyo(*args: str) -> str:
     return done.stdout
 
 
+def report_alerts(receivers: Receivers) -> None:
+    say("alerts received by the two webhooks (each signature checked: HMAC-SHA256 over timestamp and body)")
+    rows = [(name, r.event, r.finding["severity"], r.finding["kind"], r.finding["subject"],
+             "ok" if r.signed else "BAD")
+            for name, receiver in (("soc", receivers.soc), ("uniswap-team", receivers.team))
+            for r in receiver.received]
+    print(render_table(("channel", "event", "severity", "kind", "subject", "signature"), rows))
+
+
 def report(uniswap_pair: str) -> None:
     say("fork families the daemon found (kamiyo graph export --format text)")
     print(kamiyo("graph", "export", "--format", "text", "--out", "-"))
@@ -149,7 +198,12 @@ def main() -> int:
         write_checkout(OUT / "defihacklabs", drained, int(nodes["mainnet-sim"].rpc("eth_blockNumber"), 16),
                        name="UniswapPairDemo")
         say(f"feed: a DeFiHackLabs entry says the Uniswap pair {drained} on mainnet was drained")
-        (OUT / "kamiyo.toml").write_text(config(nodes))
+        receivers = Receivers()
+        stack.callback(receivers.close)
+        (OUT / "kamiyo.toml").write_text(config(nodes, receivers))
+        kamiyo("watchlist", "add", "uniswap pairs", "--entry", f"mainnet-sim:{uniswap_pair}",
+               "--channel", "uniswap-team")
+        say(f"watchlist: the Uniswap team watches its pair {uniswap_pair}; its fork family comes with it")
         log = stack.enter_context(open(OUT / "daemon.log", "w"))
         daemon = subprocess.Popen([*KAMIYO, "run", "--config", str(OUT / "kamiyo.toml")], stderr=log,
                                   stdout=subprocess.DEVNULL)
@@ -163,10 +217,12 @@ def main() -> int:
             say(f"  attack transaction {attack.key_txs[0]} took the funds of {attack.roles['victim']}")
             wait_caught_up(nodes.values(), daemon)
             wait_findings_settle()
+            wait_delivered()
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
         say(f"daemon stopped (exit {daemon.returncode})")
+        report_alerts(receivers)
     report(uniswap_pair)
     written = (("json", "forks.json"), ("graphml", "forks.graphml"), ("dot", "forks.dot"), ("png", "forks.png"))
     for fmt, name in written:

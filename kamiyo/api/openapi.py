@@ -185,7 +185,7 @@ def _watchlist_request() -> JsonSchema:
                                "protocol:NAME"}},
             "kinds": {"type": "array", "default": [], "items": {"type": "string", "minLength": 1, "maxLength": 40,
                                                                  "pattern": _TEXT}},
-            "min_severity": {"type": "string", "enum": SEVERITIES, "default": "low"},
+            "min_severity": {"type": "string", "enum": SEVERITIES, "default": "info"},
             "channels": {"type": "array", "default": [], "items": {
                 "type": "string", "minLength": 1, "maxLength": 100, "pattern": _TEXT,
                 "description": "one of the key's webhooks, or a configured channel granted to it (GET "

@@ -107,8 +107,9 @@ def register(sub) -> None:
     add = watch.add_parser("add", help="create a watchlist; prints its id")
     add.add_argument("name")
     add.add_argument("--entry", action="append", metavar="CHAIN:ADDRESS|protocol:NAME", required=True)
-    add.add_argument("--channel", action="append", metavar="NAME", help="a configured channel (repeatable)")
-    add.add_argument("--min-severity", default="low", choices=("critical", "high", "medium", "low", "info"))
+    add.add_argument("--channel", action="append", metavar="NAME",
+                     help="a configured channel, or the owner key's own webhook (repeatable)")
+    add.add_argument("--min-severity", default="info", choices=("critical", "high", "medium", "low", "info"))
     add.add_argument("--kind", action="append", metavar="KIND", help="finding kinds wanted (repeatable; default all)")
     add.add_argument("--owner", default=OPERATOR, metavar="KEY_ID", help="an API key's id (default: operator)")
     add.add_argument("--config", metavar="PATH", help=CONFIG_HELP)

@@ -40,7 +40,7 @@ class WatchlistBody(BaseModel):
     name: str
     entries: list[str]
     kinds: list[str] = []
-    min_severity: str = "low"
+    min_severity: str = "info"  # a watchlist is narrow already: its forks (info) are news
     channels: list[str] = []
 
 
