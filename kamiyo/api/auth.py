@@ -4,24 +4,33 @@ route's scope, and the key's request quotas.
 Refusals: 401 without a key, with an unknown one or a revoked one; 403 when the key's scopes lack the route's;
 429 with Retry-After when the key is over its quota per minute or per UTC day.
 
-Quotas are counted in this process's memory (quotas.py).
+Quotas: a key's day is shared by every process on the database, its minute bucket is this process's (quotas.py).
 
-Keys are looked up in the database on every request, so a revocation is effective at once.
+A key read from the database is kept for KEY_TTL (1 s by the application's clock), then read again: a revocation,
+by `kamiyo apikey revoke` in another process or by anything else that writes the database, is refused from at
+most 1 s after its commit on. (Reading the key for every request was one of the two queries a page of findings
+cost.) Only keys that exist are kept, by the sha256 of their secret, never the secret itself: an unknown secret is
+looked up every time, so a key made a moment ago works at once. Each application keeps its own.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import Counter
 
 from .. import metrics
+from ..storage.engine import reads
 from . import keys
 from .context import ANY_KEY, CALLER, PUBLIC, context
 from .errors import FORBIDDEN, RATE_LIMITED, UNAUTHORIZED, ApiError
 from .keys import ADMIN, ApiKey
 
+KEY_TTL = 1.0  # seconds: the bound on how long a revoked key may still be admitted
+MAX_KEYS = 10_000  # keys kept at once; past this the cache starts again (keys are few, secrets unguessable)
 REJECTIONS = Counter("kamiyo_api_rejections", "API requests refused before their handler ran, by reason "
                      "(unauthorized, forbidden, rate_limited)", ["reason"], registry=metrics.REGISTRY)
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="kamiyo"'}
@@ -43,6 +52,40 @@ def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, UNAUTHORIZED, detail, headers=_CHALLENGE)
 
 
+class KeyCache:
+    """Keys by the sha256 of their secret, each with when (by `clock`) it was read from the database."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._keys: dict[str, tuple[float, ApiKey]] = {}
+
+    async def lookup(self, request: web.Request, secret: str) -> ApiKey | None:
+        digest = keys.hash_secret(secret)
+        now = self._clock()
+        kept = self._keys.get(digest)
+        if kept is not None and 0 <= now - kept[0] < KEY_TTL:  # a clock set back is no reason to trust longer
+            return kept[1]
+        # `now` is from before the read: an entry is never trusted past KEY_TTL from when its row was read
+        key = await reads(context(request).engine).run(keys.lookup_sync, secret)
+        if key is None:
+            self._keys.pop(digest, None)
+            return None
+        if len(self._keys) >= MAX_KEYS:
+            self._keys.clear()
+        self._keys[digest] = (now, key)
+        return key
+
+
+_CACHES: weakref.WeakKeyDictionary[web.Application, KeyCache] = weakref.WeakKeyDictionary()
+
+
+def _cache(request: web.Request) -> KeyCache:
+    found = _CACHES.get(request.app)
+    if found is None:  # one per application, as its clock and database are
+        found = _CACHES[request.app] = KeyCache(context(request).clock)
+    return found
+
+
 def route_scope(request: web.Request) -> tuple[bool, str | None]:
     """(whether a route matched, its scope). An unmatched request is left to the router's own 404 or 405."""
     resource = request.match_info.route.resource
@@ -57,8 +100,7 @@ async def authenticate(request: web.Request, scope: str) -> ApiKey:
     secret = presented_secret(request)
     if secret is None:
         raise _unauthorized("an API key is needed: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    async with context(request).engine.connect() as conn:
-        key = await keys.lookup(conn, secret)
+    key = await _cache(request).lookup(request, secret)
     if key is None:
         raise _unauthorized("unknown API key")
     if key.revoked_at is not None:

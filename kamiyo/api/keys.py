@@ -15,7 +15,7 @@ import secrets
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import InputError
@@ -29,7 +29,7 @@ SECRET_PREFIX, ID_PREFIX = "kmy_", "key_"
 
 @dataclass(frozen=True, slots=True)
 class Quotas:
-    """What a key may do. None is unlimited. `webhooks` counts the distinct channels its watchlists name."""
+    """What a key may do. None is unlimited. `webhooks` counts the webhooks it registers (POST /v1/webhooks)."""
 
     requests_per_day: int | None
     requests_per_minute: int | None
@@ -113,9 +113,14 @@ async def create(conn: AsyncConnection, name: str, *, tier: str, scopes: list[st
 
 async def lookup(conn: AsyncConnection, secret: str) -> ApiKey | None:
     """The key this secret belongs to, revoked or not (the caller tells those apart); None for no key."""
+    return await conn.run_sync(lookup_sync, secret)
+
+
+def lookup_sync(conn: Connection, secret: str) -> ApiKey | None:
+    """`lookup` on a synchronous connection (as the API reads: storage.engine.reads)."""
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
         return None
-    row = (await conn.execute(select(api_keys).where(api_keys.c.secret_hash == hash_secret(secret)))).first()
+    row = conn.execute(select(api_keys).where(api_keys.c.secret_hash == hash_secret(secret))).first()
     return _row_key(row) if row is not None else None
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from kamiyo.api import keys
 from kamiyo.api.quotas import DAY_SECONDS
+from kamiyo.storage.schema import api_keys
 
 
 async def test_no_key_an_unknown_one_or_a_malformed_header_is_401_with_a_challenge(api, seeded):
@@ -27,14 +28,37 @@ async def test_a_key_works_as_bearer_and_as_x_api_key(api, make_key):
     assert bearer.json() == header.json() and bearer.json()["findings"]
 
 
-async def test_a_revoked_key_is_refused_from_its_next_request_on(api, make_key, engine):
+async def test_a_revoked_key_is_refused_within_a_second_of_its_revocation(api, make_key, engine, clock):
     key, secret = await make_key("pro")
     client = api.with_key(secret)
-    assert (await client.get("/v1/findings?limit=1")).status == 200
-    async with engine.begin() as conn:
+    assert (await client.get("/v1/findings?limit=1")).status == 200  # the key is read, and may be kept 1 s
+    async with engine.begin() as conn:  # as `kamiyo apikey revoke` does, from another process
         await keys.revoke(conn, key.id)
+    clock.advance(1.0)  # the bound auth.py states, by the application's clock
     answer = await client.get("/v1/findings?limit=1")
     assert answer.status == 401 and key.id in answer.json()["detail"] and "revoked" in answer.json()["detail"]
+    clock.advance(60)
+    assert (await client.get("/v1/me")).status == 401  # and from then on
+
+
+async def test_a_clock_set_back_does_not_stretch_the_bound(api, make_key, engine, clock):
+    key, secret = await make_key("pro")
+    client = api.with_key(secret)
+    assert (await client.get("/v1/me")).status == 200
+    async with engine.begin() as conn:
+        await keys.revoke(conn, key.id)
+    clock.advance(-5)  # the key was read "in the future": it is read again
+    assert (await client.get("/v1/me")).status == 401
+
+
+async def test_a_key_made_after_its_secret_was_refused_works_at_once(api, engine):
+    secret = keys.SECRET_PREFIX + "x" * 43
+    assert (await api.with_key(secret).get("/v1/me")).status == 401  # an unknown secret is not remembered
+    digest = keys.hash_secret(secret)
+    async with engine.begin() as conn:
+        made, _ = await keys.create(conn, "late", tier="pro", scopes=["read"])
+        await conn.execute(api_keys.update().where(api_keys.c.id == made.id).values(secret_hash=digest))
+    assert (await api.with_key(secret).get("/v1/me")).json()["key"]["id"] == made.id
 
 
 async def test_a_route_needs_its_scope_and_admin_has_every_scope(api, make_key):
