@@ -101,6 +101,15 @@ def _api_usage(conn: Connection) -> None:
     schema.api_usage.create(conn)
 
 
+def _finding_pages(conn: Connection) -> None:
+    # version 3 created `findings` from the current definition: a database made since has these already
+    present = {index["name"] for index in inspect(conn).get_indexes("findings")}
+    for index in schema.findings.indexes:
+        if index.name not in present:
+            index.create(conn)
+    conn.execute(text("ANALYZE findings"))  # the planner's statistics, so it picks them
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
@@ -114,6 +123,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "webhooks registered by API keys", _key_webhooks),
     Migration(11, "suppressions added at run time", _suppressions),
     Migration(12, "API requests per key and day", _api_usage),
+    Migration(13, "indexes for the API's pages of findings", _finding_pages),
 
 )
 LATEST = MIGRATIONS[-1].version

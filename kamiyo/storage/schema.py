@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Float, Integer, LargeBinary, MetaData,
-                        String, Table, Text, UniqueConstraint, func)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Float, Index, Integer, LargeBinary,
+                        MetaData, String, Table, Text, UniqueConstraint, func)
 
 metadata = MetaData(
     naming_convention={"pk": "pk_%(table_name)s", "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -132,6 +132,10 @@ findings = Table(
     Column("evidence", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # the API's pages, in (created_at, fingerprint) order, whole or of one kind or one chain: a seek, not a sort
+    Index("ix_findings_page", "created_at", "fingerprint"),
+    Index("ix_findings_kind_page", "kind", "created_at", "fingerprint"),
+    Index("ix_findings_chain_page", "chain_id", "created_at", "fingerprint"),
 )
 
 
