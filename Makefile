@@ -43,6 +43,8 @@ bench: $(BENCH_INSTALLED) $(NODE_INSTALLED)
 	$(PY) bench/memory.py
 	$(PY) bench/analyzers.py
 	$(PY) bench/detection.py
+	$(PY) bench/api.py
+	$(PY) bench/api_queries.py
 
 clean:
 	rm -rf $(VENV) node_modules build *.egg-info out .cache
