@@ -11,12 +11,11 @@ import subprocess
 import sys
 
 import aiohttp
-from web3.utils import get_create_address
 
 from tests.alerts.receiver import Receiver
 from tests.support.anvil import anvil, free_port, require_anvil
 from tests.support.daemon import chain_toml, running_daemon_async, storage_toml, wait_checkpoint_async
-from tests.support.scenarios import derived_account, run_reentrancy_drain
+from tests.support.scenarios import created_address, derived_account, run_reentrancy_drain
 
 CHAIN_ID = 31_337
 
@@ -48,8 +47,8 @@ async def test_the_daemon_serves_its_findings_live_and_by_query(tmp_path):
         secret = json.loads(made.stdout)["secret"]
         headers = {"Authorization": f"Bearer {secret}"}
         # the vault the scenario will deploy: its deployer's first contract
-        vault = get_create_address(derived_account("reentrancy-drain", "deployer",
-                                                   int(node.rpc("eth_blockNumber"), 16)), 0).lower()
+        vault = created_address(derived_account("reentrancy-drain", "deployer", int(node.rpc("eth_blockNumber"), 16)),
+                                0)
         async with running_daemon_async(config) as daemon, aiohttp.ClientSession() as session:
             assert (await until_ok(session, base + "/healthz"))
             ready = await until_ok(session, base + "/readyz")

@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import rlp
 from eth_hash.auto import keccak
 
 from tests.support import contracts, npm_artifacts
@@ -149,6 +150,11 @@ def derived_account(scenario: str, role: str, salt: int, n: int = 0) -> str:
     """The address Session.account tries `n`-th for a role; salt is the chain's height when the session began.
     A test that must name a scenario's contract before it runs (a watchlist) predicts it from this."""
     return "0x" + keccak(f"kamiyo-scenario/{scenario}/{role}/{salt}/{n}".encode())[-20:].hex()
+
+
+def created_address(sender: str, nonce: int) -> str:
+    """The address CREATE gives the contract `sender` deploys with `nonce`: keccak(rlp([sender, nonce]))[12:]."""
+    return "0x" + keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[-20:].hex()
 
 
 class Session:
