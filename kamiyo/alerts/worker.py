@@ -62,6 +62,18 @@ def wants(channel, finding: dict) -> bool:
     return not channel.kinds or finding["kind"] in channel.kinds
 
 
+def _suppressed(rules, finding: dict) -> str | None:
+    """The reason of the first rule that matches: the finding's fingerprint, or its kind and an address it is
+    about or names."""
+    evidence = finding.get("evidence") or {}
+    named = {finding["subject"]} | {str(a.get("address", "")).lower() for a in evidence.get("addresses", ())
+                                    if isinstance(a, dict)}
+    for rule in rules:
+        if rule.fingerprint == finding["id"] or (rule.kind == finding["kind"] and rule.address in named):
+            return f"suppressed: {rule.reason}"
+    return None
+
+
 class _Bucket:
     def __init__(self, per_minute: float) -> None:
         self.rate = per_minute / 60.0
@@ -88,6 +100,7 @@ class DeliveryWorker:
         self.channels = {c.name: c for c in settings.channels}
         self.hooks: dict[str, object] = {}  # API keys' own webhooks, by id: read again at every fan-out and send
         self._hooks_of: list[key_webhooks.KeyWebhook] = []
+        self._owner_of: dict[str, str] = {}  # webhook id -> its key
         self.policy = NetworkPolicy.from_strings(settings.alerts.allow_networks)
         self.rules = list(settings.alerts.suppress)  # and, read at every fan-out, those added at run time
         self.buckets: dict[str, _Bucket] = {}
@@ -96,6 +109,7 @@ class DeliveryWorker:
     async def _read_hooks(self, conn) -> None:
         self._hooks_of = await key_webhooks.load(conn)
         self.hooks = {hook.id: hook.channel() for hook in self._hooks_of}
+        self._owner_of = {hook.id: hook.key_id for hook in self._hooks_of}
 
     def _bucket(self, name: str, channel) -> _Bucket:
         if name not in self.buckets:
@@ -117,15 +131,22 @@ class DeliveryWorker:
                 return 0
             now, rows = _now(), []
             await self._read_hooks(conn)
-            self.rules = self.alerts.suppress + [rule for _id, rule, _at in await suppressions.load(conn)]
+            stored = await suppressions.load(conn)
+            self.rules = self.alerts.suppress + [s.rule for s in stored if s.owner is None]
+            owned: dict[str, list] = {}  # a key's own rules, for its own webhooks only
+            for s in stored:
+                if s.owner is not None:
+                    owned.setdefault(s.owner, []).append(s.rule)
             names: dict[str, dict[str, str]] = {}  # owner -> what its watchlists' channel names route to
             matcher = await Matcher.build(conn, await watchlist_store.load(conn), self.lineage,
                                           {(e.finding["chain_id"], e.finding["subject"]) for e in events})
             for event in events:
                 silenced = self.silenced(event.finding)
                 for name in sorted(self._targets(matcher, event.finding, names)):
-                    cooling = silenced is None and await self._cooling(conn, name, event, now)
-                    reason = silenced or ("the same event was delivered within the cooldown" if cooling else None)
+                    hook = self._owner_of.get(name)
+                    reason = silenced or (_suppressed(owned.get(hook, ()), event.finding) if hook else None)
+                    cooling = reason is None and await self._cooling(conn, name, event, now)
+                    reason = reason or ("the same event was delivered within the cooldown" if cooling else None)
                     rows.append({"outbox_id": event.id, "channel": name, "fingerprint": event.fingerprint,
                                  "event": event.event, "status": SUPPRESSED if reason else PENDING, "attempts": 0,
                                  "next_attempt_at": now, "last_error": reason, "created_at": now,
@@ -138,13 +159,10 @@ class DeliveryWorker:
         return len(rows)
 
     def silenced(self, finding: dict) -> str | None:
-        """Why known noise is not sent (a suppression's reason, or the allowlist), or None."""
+        """Why known noise is not sent on any channel (a suppression's reason, or the allowlist), or None."""
+        if reason := _suppressed(self.rules, finding):
+            return reason
         evidence = finding.get("evidence") or {}
-        named = {finding["subject"]} | {str(a.get("address", "")).lower() for a in evidence.get("addresses", ())
-                                        if isinstance(a, dict)}
-        for rule in self.rules:
-            if rule.fingerprint == finding["id"] or (rule.kind == finding["kind"] and rule.address in named):
-                return f"suppressed: {rule.reason}"
         allowed = set(self.alerts.allowlist)
         if allowed:
             senders = {a["address"] for a in evidence.get("addresses", ())

@@ -143,6 +143,10 @@ def _response_schemas() -> dict[str, JsonSchema]:
             "type": "string", "description": "signs every delivery (X-Kamiyo-Signature); shown this once"}}),
         "WebhookList": _obj({"webhooks": {"type": "array", "items": ref("Webhook")}}),
         "WebhookTest": _obj({"delivered": BOOLEAN, "status": _nullable(INTEGER), "detail": STRING}),
+        "Suppression": _obj({"id": STRING, "fingerprint": _nullable(STRING), "kind": _nullable(STRING),
+                             "address": _nullable(STRING), "reason": STRING, "created_at": MOMENT}),
+        "SuppressionOne": _obj({"suppression": ref("Suppression")}),
+        "SuppressionList": _obj({"suppressions": {"type": "array", "items": ref("Suppression")}}),
         "CallingKey": _obj({"key": _obj({
             "id": STRING, "name": STRING, "tier": {"type": "string", "enum": list(TIERS)},
             "scopes": _strings({"type": "string", "enum": list(SCOPES)}), "quotas": _obj(quotas),
@@ -168,6 +172,19 @@ def _webhook_request() -> JsonSchema:
                                    "reach (public ones, unless its operator allows more)"},
         },
     }
+
+
+def _suppression_request() -> JsonSchema:
+    fingerprint = {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$", "description": "one finding's id"}
+    kind = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,39}$", "description": "an analyzer's id"}
+    address = {"type": "string", "pattern": _ADDRESS, "description": "what its findings are about, or name"}
+    reason = {"type": "string", "minLength": 1, "maxLength": 500, "pattern": _NOT_BLANK}
+    by_fingerprint = {"type": "object", "additionalProperties": False, "required": ["fingerprint", "reason"],
+                      "properties": {"fingerprint": fingerprint, "reason": reason}}
+    by_address = {"type": "object", "additionalProperties": False, "required": ["kind", "address", "reason"],
+                  "properties": {"kind": kind, "address": address, "reason": reason}}
+    return {"oneOf": [by_fingerprint, by_address],
+            "description": "one finding by fingerprint, or an analyzer's findings about (or naming) one address"}
 
 
 def _watchlist_request() -> JsonSchema:
@@ -369,6 +386,22 @@ def _paths() -> dict:
                                                         **READ_ONLY}, [WEBHOOK_ID],
                           scope="watchlists", tag="watchlists"),
         },
+        "/v1/suppressions": {
+            "get": _op("listSuppressions", "the key's suppressions", {"200": _json("SuppressionList", "all")},
+                       scope="watchlists", tag="watchlists"),
+            "post": {**_op("createSuppression", "silence known noise on the key's own webhooks", {
+                "201": {**_json("SuppressionOne", "made"), "headers": {"Location": {"schema": STRING}}},
+                "400": {"$ref": "#/components/responses/BadRequest"}, **READ_ONLY},
+                scope="watchlists", tag="watchlists"),
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": ref("SuppressionRequest")}}}},
+        },
+        "/v1/suppressions/{id}": {
+            "delete": _op("deleteSuppression", "remove one of the key's suppressions", {
+                "204": {"description": "removed"}, **NOT_FOUND, **READ_ONLY},
+                [_path("id", {"type": "string", "minLength": 1, "maxLength": 40}, "e.g. sup_…")],
+                scope="watchlists", tag="watchlists"),
+        },
         "/v1/webhooks/{id}/test": {
             "post": _op("testWebhook", "send one signed test delivery now", {
                 "200": _json("WebhookTest", "what the receiver answered"), **NOT_FOUND, **READ_ONLY},
@@ -402,7 +435,7 @@ def document() -> dict:
         "paths": _paths(),
         "components": {
             "schemas": {**_response_schemas(), "WatchlistRequest": _watchlist_request(),
-                        "WebhookRequest": _webhook_request()},
+                        "WebhookRequest": _webhook_request(), "SuppressionRequest": _suppression_request()},
             "responses": ERRORS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer kmy_…"},

@@ -96,7 +96,7 @@ def cmd_suppress(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise InputError("suppression: " + "; ".join(e["msg"].removeprefix("Value error, ")
                                                      for e in exc.errors(include_url=False))) from None
-    print(in_transaction(settings, lambda conn: suppressions.add(conn, rule)))
+    print(in_transaction(settings, lambda conn: suppressions.add(conn, rule)).id)
     return 0
 
 
@@ -105,19 +105,20 @@ def cmd_suppressions(args: argparse.Namespace) -> int:
     from ..config import load
 
     settings = load(args.config)
-    rows = [{"id": None, "source": "config", "fingerprint": r.fingerprint, "kind": r.kind, "address": r.address,
-             "reason": r.reason} for r in settings.alerts.suppress]
-    rows += [{"id": ident, "source": "added " + at.strftime("%Y-%m-%d %H:%M"), "fingerprint": r.fingerprint,
-              "kind": r.kind, "address": r.address, "reason": r.reason}
-             for ident, r, at in in_transaction(settings, suppressions.load)]
+    rows = [{"id": None, "source": "config", "owner": None, "fingerprint": r.fingerprint, "kind": r.kind,
+             "address": r.address, "reason": r.reason} for r in settings.alerts.suppress]
+    rows += [{"id": s.id, "source": "added " + s.created_at.strftime("%Y-%m-%d %H:%M"), "owner": s.owner,
+              "fingerprint": s.rule.fingerprint, "kind": s.rule.kind, "address": s.rule.address,
+              "reason": s.rule.reason} for s in in_transaction(settings, suppressions.load)]
     if args.format == "json":
         _print_json({"suppressions": rows})
     elif not rows:
         print("no suppressions")
     else:
-        print(render_table(("id", "source", "silences", "reason"),
-                           [(r["id"] or "-", r["source"], r["fingerprint"] or f"{r['kind']} @ {r['address']}",
-                             r["reason"][:60]) for r in rows]), end="")
+        print(render_table(("id", "source", "channels", "silences", "reason"),
+                           [(r["id"] or "-", r["source"], f"{r['owner']}'s webhooks" if r["owner"] else "all",
+                             r["fingerprint"] or f"{r['kind']} @ {r['address']}", r["reason"][:60])
+                            for r in rows]), end="")
     return 0
 
 

@@ -110,6 +110,15 @@ def _finding_pages(conn: Connection) -> None:
     conn.execute(text("ANALYZE findings"))  # the planner's statistics, so it picks them
 
 
+def _suppression_owners(conn: Connection) -> None:
+    # version 11 created `suppressions` from the current definition: add the column only where it lacks it
+    if "owner" not in {c["name"] for c in inspect(conn).get_columns("suppressions")}:
+        kind = schema.suppressions.c.owner.type.compile(conn.dialect)
+        conn.execute(text(f"ALTER TABLE suppressions ADD COLUMN owner {kind}"))
+        for index in schema.suppressions.indexes:  # the owner's, the table's only one
+            index.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "checkpoints and recent blocks per chain", _initial),
     Migration(2, "deployments", _deployments),
@@ -124,6 +133,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "suppressions added at run time", _suppressions),
     Migration(12, "API requests per key and day", _api_usage),
     Migration(13, "indexes for the API's pages of findings", _finding_pages),
+    Migration(14, "suppressions owned by API keys", _suppression_owners),
 
 )
 LATEST = MIGRATIONS[-1].version

@@ -308,8 +308,8 @@ key_webhooks = Table(
     UniqueConstraint("key_id", "name"),
 )
 
-# Known noise silenced at run time (`kamiyo alerts suppress`), beside `[alerts] suppress` in the configuration:
-# one finding by fingerprint, or an analyzer's findings about (or naming) one address.
+# Known noise silenced at run time (`kamiyo alerts suppress`, or a key's POST /v1/suppressions), beside `[alerts]
+# suppress` in the configuration: one finding by fingerprint, or an analyzer's findings about (or naming) one address.
 suppressions = Table(
     "suppressions",
     metadata,
@@ -319,6 +319,7 @@ suppressions = Table(
     Column("address", String(42)),
     Column("reason", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("owner", String(40), index=True),  # an API key's: only its own webhooks are silenced; none: every channel
 )
 
 # API requests per key and UTC day (day = unix days), summed by every process serving the API on this database,

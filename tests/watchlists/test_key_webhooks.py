@@ -95,3 +95,35 @@ async def test_a_removed_webhook_and_a_revoked_keys_pending_deliveries_are_dead_
     finally:
         await engine.dispose()
         await down.stop()
+
+
+async def test_a_keys_suppression_silences_its_own_webhook_and_no_other_channel(tmp_path):
+    from kamiyo.alerts import suppressions
+    from kamiyo.alerts.worker import SUPPRESSED
+    from kamiyo.config import SuppressionSettings
+
+    ops = await Receiver(OPS_SECRET).start()
+    team = await Receiver("set when the webhook is made").start()
+    engine = create_engine(parse(config(tmp_path / "k.db", ops.url)).storage)
+    await upgrade(engine)
+    try:
+        noisy = finding(1)
+        async with engine.begin() as conn:
+            key, _secret = await keys.create(conn, "team", tier="pro", scopes=["watchlists"])
+            hook, team.secret = await webhooks.create(conn, key.id, "team", team.url)
+            await store.create(conn, key.id, "pool", [store.Entry(1, noisy.subject)], kinds=[], min_severity="low",
+                               channels=["team"])
+            await store.create(conn, store.OPERATOR, "ops pool", [store.Entry(1, noisy.subject)], kinds=[],
+                               min_severity="low", channels=["ops"])
+            await suppressions.add(conn, SuppressionSettings(kind=noisy.kind, address=noisy.subject,
+                                                             reason="our own payouts"), owner=key.id)
+        await record(engine, noisy)
+        await drain(DeliveryWorker(engine, parse(config(tmp_path / "k.db", ops.url))))
+        assert team.received == [] and [r.finding["id"] for r in ops.received] == [noisy.fingerprint]
+        async with engine.connect() as conn:
+            rows = {r.channel: (r.status, r.last_error) for r in await conn.execute(select(deliveries))}
+        assert rows[hook.id] == (SUPPRESSED, "suppressed: our own payouts")
+    finally:
+        await engine.dispose()
+        await ops.stop()
+        await team.stop()
