@@ -1,5 +1,5 @@
 """The API and alert delivery under load: WebSocket fan-out, and block → signed webhook. (The findings queries
-under wrk are bench/api_queries.py's, which imports `seed`, `finding` and `wrk` from here.)
+under wrk are bench/api_queries.py's, which imports `seed`, `finding` and `start_server` from here.)
 
 1. Stream: `kamiyo api` in its own process over a database of 20,000 findings, and 1,000 WebSocket subscribers
    to its `/v1/stream` held by `--clients` client processes of their own, so that the server's event loop is
@@ -37,7 +37,6 @@ import bisect
 import math
 import multiprocessing
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -66,7 +65,6 @@ from tests.support.daemon import chain_toml, storage_toml  # noqa: E402
 from tests.support.scenarios import run_reentrancy_drain  # noqa: E402
 
 SUBSCRIBERS = 1_000
-IDS = re.compile(r'"finding":\{"id":"(0x[0-9a-f]{64})"')  # a frame's fingerprints (the subscribers read cursors)
 FRAME_HEAD = '{"type":"events","cursor":'
 STREAM_TARGET_MS = 100
 STREAM_RATES = (50.0, 100.0, 200.0, 400.0)  # after 1,000 at 20/s
@@ -87,19 +85,6 @@ async def seed(db: Path, count: int) -> tuple[str, object]:
             await record_finding(conn, finding(n))
         _key, secret = await keys.create(conn, "bench", tier="enterprise", scopes=["read"])
     return secret, engine
-
-
-def wrk(url: str, secret: str, seconds: float) -> dict:
-    done = subprocess.run(["wrk", "-t2", "-c1000", f"-d{int(seconds)}s", "--latency", "--timeout", "10s",
-                           "-H", f"Authorization: Bearer {secret}", url], capture_output=True, text=True)
-    text = done.stdout
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    socket_errors = re.search(r"Socket errors: (.*)", text)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    return {"rate": float(rate[1]) if rate else 0.0, "p99_ms": float(p99[1]) * scale[p99[2]] if p99 else None,
-            "non_2xx": int(errors[1]) if errors else 0, "socket_errors": socket_errors[1] if socket_errors else "none"}
 
 
 def subscribe(base: str, secret: str, sockets: int, count: int, conn) -> None:

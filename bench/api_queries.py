@@ -36,13 +36,11 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.api import finding, seed  # noqa: E402
+from bench.api import finding, seed, start_server  # noqa: E402
 from bench.common import REPO, append_section, machine, print_table  # noqa: E402
 from kamiyo.findings import Severity  # noqa: E402
 from kamiyo.storage.findings import record_finding  # noqa: E402
 from kamiyo.storage.schema import findings  # noqa: E402
-from tests.support.anvil import free_port  # noqa: E402
-from tests.support.daemon import storage_toml  # noqa: E402
 
 SEED = 20_000
 OTHERS = 4_000
@@ -135,8 +133,7 @@ _SCALE = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def run_wrk(url: str, secret: str, seconds: float, script: Path | None = None) -> dict:
-    """bench.api.wrk's run (2 threads, CONNECTIONS connections, a 10 s timeout, the key as a bearer), with a Lua
-    script and the median too: that function takes neither."""
+    """wrk with 2 threads, CONNECTIONS connections, a 10 s timeout and the key as a bearer; `script` a Lua file."""
     command = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{int(seconds)}s", "--latency", "--timeout", "10s",
                "-H", f"Authorization: Bearer {secret}"]
     command += ["-s", str(script)] if script is not None else []
@@ -151,25 +148,6 @@ def run_wrk(url: str, secret: str, seconds: float, script: Path | None = None) -
     socket_errors = re.search(r"Socket errors: (.*)", text)
     return {"rate": float(rate[1]) if rate else 0.0, "p50_ms": quantile("50"), "p99_ms": quantile("99"),
             "non_2xx": int(errors[1]) if errors else 0, "socket_errors": socket_errors[1] if socket_errors else "none"}
-
-
-async def start_server(code: Path, db: Path, folder: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    config = folder / f"api-{port}.toml"
-    config.write_text(storage_toml(db) + f'\n[api]\nlisten = "127.0.0.1:{port}"\n')
-    server = subprocess.Popen([sys.executable, "-m", "kamiyo.cli", "api", "--config", str(config)], cwd=code,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(100):
-            try:
-                async with session.get(base + "/healthz") as response:
-                    if response.status == 200:
-                        return server, base
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.1)
-    server.terminate()
-    raise SystemExit(f"`kamiyo api` from {code} did not answer /healthz in 10 s")
 
 
 def describe(r: dict) -> str:
