@@ -23,7 +23,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import log
-from ..config import Settings
+from ..config import Settings, WebhookChannel
 from ..findings import Severity
 from ..metrics import DELIVERIES
 from ..signals import OUTBOX_WRITTEN
@@ -98,7 +98,7 @@ class DeliveryWorker:
         self.lineage = lineage  # the daemon's, for watchlists' fork families; None: contracts matched directly
         self.alerts = settings.alerts
         self.channels = {c.name: c for c in settings.channels}
-        self.hooks: dict[str, object] = {}  # API keys' own webhooks, by id: read again at every fan-out and send
+        self.hooks: dict[str, WebhookChannel] = {}  # API keys' own webhooks, by id: read again at every fan-out and send
         self._hooks_of: list[key_webhooks.KeyWebhook] = []
         self._owner_of: dict[str, str] = {}  # webhook id -> its key
         self.policy = NetworkPolicy.from_strings(settings.alerts.allow_networks)
