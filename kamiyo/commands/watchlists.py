@@ -1,5 +1,6 @@
-"""Watchlist commands: `watchlist add|list|show|remove`. They write the database the running daemon reads at
-every fan-out, so a change is effective at once, without a restart or a reload."""
+"""Watchlist commands: `watchlist add|list|show|remove`, and `webhook list|remove` for the webhooks API keys
+registered (what the operator audits: where each key sends findings). They write the database the running daemon
+reads at every fan-out, so a change is effective at once, without a restart or a reload."""
 
 from __future__ import annotations
 
@@ -99,6 +100,38 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhook_list(args: argparse.Namespace) -> int:
+    """Where API keys send findings: every registered webhook (never its secret), for the operator to audit."""
+    from ..config import load
+    from ..watchlists import webhooks
+
+    async def read(conn):
+        live = {h.id for h in await webhooks.load(conn)}
+        return [{**h.public(), "owner": h.key_id, "delivered_to": h.id in live}
+                for h in await webhooks.load(conn, args.owner, revoked=True)]
+
+    shown = in_transaction(load(args.config), read)
+    if args.format == "json":
+        print(json.dumps({"webhooks": shown}, indent=2))
+    elif not shown:
+        print("no webhooks")
+    else:
+        print(render_table(("id", "owner", "name", "url", "created", "live"),
+                           [(w["id"], w["owner"], w["name"], w["url"], w["created_at"][:16],
+                             "yes" if w["delivered_to"] else "no (key revoked)") for w in shown]), end="")
+    return 0
+
+
+def cmd_webhook_remove(args: argparse.Namespace) -> int:
+    from ..config import load
+    from ..watchlists import webhooks
+
+    if not in_transaction(load(args.config), lambda conn: webhooks.remove(conn, args.id, None)):
+        raise InputError(f"no webhook {args.id!r} (see `kamiyo webhook list`)")
+    print(f"removed {args.id}; what was pending for it is a dead letter")
+    return 0
+
+
 def register(sub) -> None:
     from ..watchlists.store import OPERATOR
 
@@ -128,3 +161,14 @@ def register(sub) -> None:
     remove.add_argument("key", metavar="ID|NAME")
     remove.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     remove.set_defaults(func=cmd_remove)
+    hooks = sub.add_parser("webhook", help="the webhooks API keys registered for themselves").add_subparsers(
+        dest="webhook_command", required=True)
+    listing = hooks.add_parser("list", help="every key's webhooks (no secrets), or one key's")
+    listing.add_argument("--owner", metavar="KEY_ID")
+    listing.add_argument("--format", choices=("text", "json"), default="text")
+    listing.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    listing.set_defaults(func=cmd_webhook_list)
+    remove = hooks.add_parser("remove", help="remove a key's webhook; what was pending for it is a dead letter")
+    remove.add_argument("id", metavar="ID")
+    remove.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    remove.set_defaults(func=cmd_webhook_remove)

@@ -80,21 +80,25 @@ async def create(conn: AsyncConnection, key_id: str, name: str, url: str) -> tup
     return hook, secret
 
 
-async def load(conn: AsyncConnection, key_id: str | None = None) -> list[KeyWebhook]:
-    """One key's webhooks, or those of every key that is not revoked (what may be delivered to), oldest first."""
+async def load(conn: AsyncConnection, key_id: str | None = None, *, revoked: bool = False) -> list[KeyWebhook]:
+    """One key's webhooks, or those of every key that is not revoked (what may be delivered to), oldest first;
+    `revoked` adds those of revoked keys to the latter (what the operator audits)."""
     query = select(key_webhooks).order_by(key_webhooks.c.created_at, key_webhooks.c.id)
     if key_id is not None:
         query = query.where(key_webhooks.c.key_id == key_id)
-    else:
+    elif not revoked:
         live = select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None))
         query = query.where(key_webhooks.c.key_id.in_(live))
     return [KeyWebhook(r.id, r.key_id, r.name, r.url, r.secret, r.created_at) for r in await conn.execute(query)]
 
 
-async def remove(conn: AsyncConnection, ident: str, key_id: str) -> bool:
-    """Remove one of the key's webhooks; what was still pending for it becomes a dead letter, saying why."""
-    gone = await conn.execute(delete(key_webhooks).where(and_(key_webhooks.c.id == ident,
-                                                              key_webhooks.c.key_id == key_id)))
+async def remove(conn: AsyncConnection, ident: str, key_id: str | None) -> bool:
+    """Remove one of the key's webhooks (None: anyone's, as the operator may); what was still pending for it
+    becomes a dead letter, saying why."""
+    where = key_webhooks.c.id == ident
+    if key_id is not None:
+        where = and_(where, key_webhooks.c.key_id == key_id)
+    gone = await conn.execute(delete(key_webhooks).where(where))
     if not gone.rowcount:
         return False
     await conn.execute(update(deliveries).where(and_(deliveries.c.channel == ident, deliveries.c.status == "pending"))

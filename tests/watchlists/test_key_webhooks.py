@@ -127,3 +127,34 @@ async def test_a_keys_suppression_silences_its_own_webhook_and_no_other_channel(
         await engine.dispose()
         await ops.stop()
         await team.stop()
+
+
+async def test_the_operator_lists_every_keys_webhooks_without_secrets_and_removes_one(tmp_path, capsys):
+    import asyncio
+    import json
+
+    from kamiyo.cli import main
+
+    toml = tmp_path / "k.toml"
+    toml.write_text(config(tmp_path / "k.db", "http://127.0.0.1:9/ops"))
+    engine = create_engine(parse(toml.read_text()).storage)
+    await upgrade(engine)
+    try:
+        async with engine.begin() as conn:
+            key, _s = await keys.create(conn, "team", tier="pro", scopes=["watchlists"])
+            hook, secret = await webhooks.create(conn, key.id, "team", "https://team.example.org/hook")
+            await keys.revoke(conn, key.id)
+        listed = ["webhook", "list", "--format", "json", "--config", str(toml)]
+        assert await asyncio.to_thread(main, listed) == 0
+        out = capsys.readouterr().out
+        assert secret not in out
+        (shown,) = json.loads(out)["webhooks"]
+        assert (shown["id"], shown["owner"], shown["url"], shown["delivered_to"]) == (
+            hook.id, key.id, "https://team.example.org/hook", False)  # its key is revoked: nothing goes there
+        assert await asyncio.to_thread(main, ["webhook", "remove", hook.id, "--config", str(toml)]) == 0
+        assert await asyncio.to_thread(main, ["webhook", "remove", hook.id, "--config", str(toml)]) == 2
+        assert "no webhook" in capsys.readouterr().err
+        async with engine.connect() as conn:
+            assert await webhooks.load(conn, key.id) == []
+    finally:
+        await engine.dispose()
