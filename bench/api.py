@@ -234,12 +234,13 @@ def py_spy() -> str:
     return shutil.which("py-spy") or (str(beside) if beside.is_file() else "")
 
 
-async def start_server(code: Path, db: Path, work: Path) -> tuple[subprocess.Popen, str]:
-    """`kamiyo api` from the checkout `code` over `db` on a free port, once it answers /healthz."""
+async def start_server(code: Path, db: Path, work: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    """`kamiyo api [--workers N]` from the checkout `code` over `db` on a free port, once it answers /healthz."""
     port = free_port()
     config = work / f"api-{port}.toml"
     config.write_text(storage_toml(db) + f'\n[api]\nlisten = "127.0.0.1:{port}"\n')
-    server = subprocess.Popen([sys.executable, "-m", "kamiyo.cli", "api", "--config", str(config)], cwd=code,
+    pool = ["--workers", str(workers)] if workers > 1 else []
+    server = subprocess.Popen([sys.executable, "-m", "kamiyo.cli", "api", *pool, "--config", str(config)], cwd=code,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:

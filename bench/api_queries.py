@@ -13,9 +13,10 @@ wrk and the server share the machine's cores.
 
 `--baseline DIR` also measures a server run from another checkout of the code at the same schema version (e.g.
 `git archive HEAD | tar -x -C /tmp/base`, and the compiled extensions copied beside their sources) over the same
-database in the same run, the two alternating target by target, and reports the ratio.
+database in the same run, the two alternating target by target, and reports the ratio. `--workers N` also
+measures this code as `kamiyo api --workers N` (N processes on the one port) beside one process.
 
-    .venv/bin/python bench/api_queries.py [--seconds 15] [--baseline DIR] [--no-append]
+    .venv/bin/python bench/api_queries.py [--seconds 15] [--baseline DIR] [--workers N] [--no-append]
 """
 
 from __future__ import annotations
@@ -172,6 +173,9 @@ async def measure(servers: dict, secret: str, moments: list[str], work: Path, se
     return results
 
 
+BASELINE = " [baseline]"
+
+
 def table(results: dict, labels: list[str], seconds: float) -> list[tuple[str, str]]:
     names = list(dict.fromkeys(name for name, _label in results))
     rows = [(f"wrk, {CONNECTIONS:,} connections, {seconds:.0f} s: {name}{label}", describe(results[(name, label)]))
@@ -180,14 +184,19 @@ def table(results: dict, labels: list[str], seconds: float) -> list[tuple[str, s
         for label in labels:
             ratio = results[(name, label)]["rate"] / max(results[(names[0], label)]["rate"], 1e-9)
             rows.append((f"{name} / healthz{label}", f"{ratio:.3f}×"))
-        if len(labels) > 1:
-            ratio = results[(name, labels[0])]["rate"] / max(results[(name, labels[1])]["rate"], 1e-9)
-            rows.append((f"{name}: this code / baseline", f"{ratio:.2f}× requests/s"))
+        one = results[(name, labels[0])]["rate"]  # one process of this code
+        for label in labels[1:]:
+            other = results[(name, label)]["rate"]
+            if label == BASELINE:
+                rows.append((f"{name}: this code / baseline", f"{one / max(other, 1e-9):.2f}× requests/s"))
+            else:
+                rows.append((f"{name}: {label.strip(' []')} / one process", f"{other / max(one, 1e-9):.2f}× requests/s"))
     return rows
 
 
 async def main_async(args) -> list[tuple[str, str]]:
-    codes = {"": REPO} | ({" [baseline]": args.baseline} if args.baseline else {})
+    codes = {"": (REPO, 1)} | ({f" [--workers {args.workers}]": (REPO, args.workers)} if args.workers > 1 else {}) \
+        | ({BASELINE: (args.baseline, 1)} if args.baseline else {})
     with tempfile.TemporaryDirectory(prefix="kamiyo-bench-queries-") as tmp:
         work = Path(tmp)
         db = work / "api.db"
@@ -201,8 +210,8 @@ async def main_async(args) -> list[tuple[str, str]]:
                    for k in range(1, 10)]
         servers = {}
         try:
-            for label, code in codes.items():
-                servers[label] = await start_server(code, db, work)
+            for label, (code, workers) in codes.items():
+                servers[label] = await start_server(code, db, work, workers)
             results = await measure(servers, secret, moments, work, args.seconds)
         finally:
             for server, _base in servers.values():
@@ -215,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--baseline", type=Path, metavar="DIR", help="another checkout to measure beside this one")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="also measure `kamiyo api --workers N` (this code) beside one process")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -225,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = asyncio.run(main_async(args))
     print_table("API queries", info, rows, code=True)
     if not args.no_append:
-        baseline = f" --baseline {args.baseline}" if args.baseline else ""
+        baseline = (f" --baseline {args.baseline}" if args.baseline else "") + (
+            f" --workers {args.workers}" if args.workers > 1 else "")
         append_section("API queries", info, rows, "SQLite in a temp dir; `kamiyo api` as a process of its own; "
                        f"`.venv/bin/python bench/api_queries.py --seconds {args.seconds:.0f}{baseline}`")
     return 0

@@ -159,13 +159,14 @@ def create_app(engine: AsyncEngine, settings: Settings, *, read_only: bool, read
     return app
 
 
-async def start(app: web.Application, host: str, port: int, *, shutdown_timeout: float = 10.0) -> web.AppRunner:
-    """Listen on host:port; the caller cleans the runner up (which waits up to `shutdown_timeout` for requests
-    in flight)."""
+async def start(app: web.Application, host: str, port: int, *, shutdown_timeout: float = 10.0,
+                reuse_port: bool = False) -> web.AppRunner:
+    """Listen on host:port (beside other processes on it with `reuse_port`); the caller cleans the runner up
+    (which waits up to `shutdown_timeout` for requests in flight)."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
     except OSError as exc:
         await runner.cleanup()
         raise KamiyoError(f"[api] listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from exc

@@ -3,7 +3,9 @@
 
 `kamiyo api` reads a database the daemon writes: it opens it only if it exists at this schema (never creating or
 migrating it, never taking the daemon's lock) and refuses every change (405), so it can run beside `kamiyo run`
-or over a backup copy. A user mistake is an InputError (one line, exit 2).
+or over a backup copy. `--workers N` runs N such processes on the one port (SO_REUSEPORT: the kernel spreads the
+connections), one event loop per core; a key's day quota is shared by them through the database. A user mistake
+is an InputError (one line, exit 2).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import argparse
 import asyncio
 import json
 import signal
+import subprocess
+import sys
+import time
 
 from . import CONFIG_HELP, in_transaction
 from ..errors import InputError
@@ -60,7 +65,7 @@ def cmd_apikey_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve(settings, stop: asyncio.Event | None = None) -> None:
+async def serve(settings, stop: asyncio.Event | None = None, *, reuse_port: bool = False) -> None:
     """The read-only API on `[api] listen` until SIGTERM/SIGINT (or `stop`); requests in flight get the
     daemon's shutdown grace to finish."""
     from .. import log
@@ -76,7 +81,8 @@ async def serve(settings, stop: asyncio.Event | None = None) -> None:
         engine = await open_for_reading(settings.storage)
         try:
             app = create_app(engine, settings, read_only=True)
-            runner = await start(app, *settings.api.address, shutdown_timeout=settings.daemon.shutdown_grace)
+            runner = await start(app, *settings.api.address, shutdown_timeout=settings.daemon.shutdown_grace,
+                                 reuse_port=reuse_port)
             try:
                 await stop.wait()
             finally:
@@ -96,8 +102,46 @@ def cmd_api(args: argparse.Namespace) -> int:
     if settings.api is None:
         raise InputError(f"{config_path(args.config)}: no [api] table, so nowhere to listen (add [api] with "
                          'listen = "127.0.0.1:8080")')
-    asyncio.run(serve(settings))
-    return 0
+    if args.workers == 1 or args.reuse_port:
+        asyncio.run(serve(settings, reuse_port=args.reuse_port))
+        return 0
+    return _pool(args)
+
+
+def _pool(args: argparse.Namespace) -> int:
+    """`args.workers` processes of `kamiyo api` on one port, until SIGTERM or SIGINT (passed on to each), or until
+    one of them ends by itself: then the others are stopped too, and its exit status is this one's (systemd
+    restarts the whole)."""
+    command = [sys.executable, "-m", "kamiyo.cli", "api", "--reuse-port"]
+    if args.config:
+        command += ["--config", args.config]
+    stopping = False
+
+    def stop(_signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    workers = [subprocess.Popen(command) for _ in range(args.workers)]
+    try:
+        while not stopping and all(w.poll() is None for w in workers):
+            time.sleep(0.2)
+        ended = next((w.returncode for w in workers if w.returncode is not None), None)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+        for worker in workers:
+            worker.wait()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0 if stopping or ended is None else (ended or 1)  # a worker that ended by itself is a failure
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, got {text!r}")
+    return int(text)
 
 
 def register(sub) -> None:
@@ -117,11 +161,14 @@ def register(sub) -> None:
     listing.add_argument("--format", choices=("text", "json"), default="text")
     listing.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     listing.set_defaults(func=cmd_apikey_list)
-    revoke = apikey.add_parser("revoke", help="revoke a key by id: refused from its next request on")
+    revoke = apikey.add_parser("revoke", help="revoke a key by id: refused within a second")
     revoke.add_argument("id", metavar="ID", help="e.g. key_0123456789abcdef")
     revoke.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     revoke.set_defaults(func=cmd_apikey_revoke)
 
     api = sub.add_parser("api", help="serve the HTTP API alone, read-only, until SIGTERM or SIGINT")
+    api.add_argument("--workers", type=_workers, default=1, metavar="N",
+                     help="processes serving the one port (default 1; about one per core)")
+    api.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes
     api.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     api.set_defaults(func=cmd_api)

@@ -150,3 +150,59 @@ def test_the_api_process_serves_read_only_until_sigterm(seeded, tmp_path, capsys
     assert process.returncode == 0, err
     events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
     assert "api.listening" in events and events[-1] == "api.stopped"
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_workers_share_the_port_and_stop_together(seeded, tmp_path, capsys):
+    port = free_port()
+    path = tmp_path / "kamiyo.toml"
+    path.write_text(config_text(seeded.db, listen=f"127.0.0.1:{port}"))
+    run(["apikey", "create", "ops", "--tier", "pro", "--config", str(path)])
+    secret = next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("secret:"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "kamiyo.cli", "api", "--workers", "2", "--config", str(path)],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30
+        while len(children(process.pid)) < 2 or not _answers(base):
+            assert process.poll() is None and time.monotonic() < deadline, "the workers did not come up"
+            time.sleep(0.1)
+        time.sleep(1.0)  # both listening (each logs api.listening): the kernel spreads new connections over them
+        workers = children(process.pid)
+        assert len(workers) == 2
+        headers = {"Authorization": f"Bearer {secret}"}
+        answers = [requests.get(base + "/v1/findings?limit=1", headers=headers, timeout=10) for _ in range(20)]
+        assert {a.status_code for a in answers} == {200}
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+        assert process.returncode == 0
+        assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+        assert err.count('"api.listening"') == 2
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def _answers(base: str) -> bool:
+    try:
+        return requests.get(base + "/healthz", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_a_worker_count_out_of_range_is_one_line(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run(["api", "--workers", "0"])
+    assert stopped.value.code == 2 and "from 1 to 64" in capsys.readouterr().err
